@@ -1,0 +1,63 @@
+/*
+ * node.h: a YAML document loaded into a small tree of nodes, each of which
+ * remembers its file, line and column so every later error can name them.
+ */
+#ifndef REOPS_NODE_H
+#define REOPS_NODE_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+enum node_type {
+	NODE_SCALAR,
+	NODE_SEQ,
+	NODE_MAP
+};
+
+struct node {
+	enum node_type	  type;
+	int		  line;
+	int		  col;
+	const char	 *file;
+	char		 *str;		/* scalar text, NUL-terminated */
+	size_t		  len;
+	int		  plain;	/* an unquoted scalar */
+	struct node	**kids;		/* seq: items; map: key, value, ... */
+	size_t		  nkids;
+};
+
+struct arena_chunk;
+struct doc {
+	char			*file;
+	struct node		*root;	/* NULL for an empty file */
+	struct arena_chunk	*chunks;
+};
+
+int		 doc_load(const char *, struct doc **, struct err *);
+int		 doc_load_string(const char *, const char *, size_t, struct doc **,
+		    struct err *);
+void		 doc_free(struct doc *);
+void		*doc_alloc(struct doc *, size_t);
+char		*doc_strdup(struct doc *, const char *, size_t);
+
+const char	*node_type_name(const struct node *);
+struct node	*node_get(const struct node *, const char *);
+int		 node_is_null(const struct node *);
+int		 node_as_bool(const struct node *, int *);
+int		 node_as_int(const struct node *, long long *);
+int		 node_err(struct err *, const struct node *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+#define map_nkeys(n)	((n)->nkids / 2)
+#define map_key(n, i)	((n)->kids[2 * (i)])
+#define map_val(n, i)	((n)->kids[2 * (i) + 1])
+
+
+
+/* Checks a mapping's keys against the allowed ones ("did you mean"). */
+int		 node_check_keys(const struct node *, const char *const *,
+		    const char *, struct err *);
+int		 node_want(const struct node *, enum node_type, const char *,
+		    struct err *);
+#endif

@@ -1,0 +1,666 @@
+/*
+ * pipeline.c: loading a pipeline file. Everything is checked here, before
+ * anything runs: the YAML, the stage names and their keys and types,
+ * ${param} references, regexes, includes and their cycles. The first
+ * problem becomes one FILE:LINE:COLUMN error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline.h"
+
+static const char *const top_keys[] = { "pipeline", "description", "hosts",
+    "systems", "params", "stages", NULL };
+
+extern const struct stage_entry stage_pipeline_entry;
+
+struct chain {
+	const char	*real;		/* realpath, for comparing */
+	const char	*shown;		/* the path as the user wrote it */
+	const struct chain *up;
+};
+
+struct scope {
+	const struct param *params;
+	size_t		    n;
+};
+
+static int load_file(const char *, struct overrides *, const struct scope *,
+    const struct node *, int, const struct chain *, const struct node *,
+    struct pipeline **, struct err *);
+
+static int
+valid_param_name(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+	    *s == '_'))
+		return 0;
+	for (s++; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+			return 0;
+	return 1;
+}
+
+static int
+row_variable(const char *name, size_t len)
+{
+	return (len == 6 && strncmp(name, "target", 6) == 0) ||
+	    (len == 5 && strncmp(name, "group", 5) == 0);
+}
+
+static const char *
+param_get(const struct pipeline *p, const char *name, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nparams; i++)
+		if (strlen(p->params[i].name) == len &&
+		    strncmp(p->params[i].name, name, len) == 0)
+			return p->params[i].value;
+	return NULL;
+}
+
+static void
+param_set(struct pipeline *p, const char *name, const char *value)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nparams; i++) {
+		if (strcmp(p->params[i].name, name) == 0) {
+			p->params[i].value = value;
+			return;
+		}
+	}
+	p->params = xreallocarray(p->params, p->nparams + 1,
+	    sizeof *p->params);
+	p->params[p->nparams].name = name;
+	p->params[p->nparams].value = value;
+	p->nparams++;
+}
+
+static void
+mark_used(struct overrides *ov, const char *name, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < ov->n; i++)
+		if (strlen(ov->keys[i]) == len &&
+		    strncmp(ov->keys[i], name, len) == 0)
+			ov->used[i] = 1;
+}
+
+/* Column of byte off of scalar n, when it can be known (one plain line). */
+static int
+scalar_col(const struct node *n, size_t off)
+{
+	if (memchr(n->str, '\n', n->len) != NULL)
+		return n->col;
+	return n->col + (n->plain ? 0 : 1) + (int)off;
+}
+
+/*
+ * Replaces ${name} in a scalar by the param's value. ${target} and
+ * ${group} stay for expand_row; $${ is a literal ${.
+ */
+static int
+expand_scalar(struct pipeline *p, struct node *n, struct err *e)
+{
+	struct buf	 b;
+	const char	*s = n->str, *end, *v, *near, **names;
+	size_t		 i, len;
+	int		 changed = 0;
+
+	if (strstr(s, "${") == NULL)
+		return 0;
+	buf_init(&b);
+	while (*s != '\0') {
+		if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
+			buf_adds(&b, "$${");
+			s += 3;
+			continue;
+		}
+		if (s[0] != '$' || s[1] != '{') {
+			buf_addc(&b, *s++);
+			continue;
+		}
+		if ((end = strchr(s + 2, '}')) == NULL) {
+			buf_free(&b);
+			return err_at(e, n->file, n->line,
+			    scalar_col(n, (size_t)(s - n->str)),
+			    "unterminated '${' in '%s'", n->str);
+		}
+		len = (size_t)(end - s - 2);
+		if (row_variable(s + 2, len)) {
+			buf_add(&b, s, len + 3);
+			s = end + 1;
+			continue;
+		}
+		if ((v = param_get(p, s + 2, len)) == NULL) {
+			char	*name = xstrndup(s + 2, len);
+			int	 col = scalar_col(n, (size_t)(s - n->str));
+
+			names = xcalloc(p->nparams + 3, sizeof *names);
+			for (i = 0; i < p->nparams; i++)
+				names[i] = p->params[i].name;
+			names[i++] = "target";
+			names[i++] = "group";
+			near = closest_name(name, names, i);
+			if (near != NULL)
+				err_at(e, n->file, n->line, col, "unknown "
+				    "parameter '${%s}'; did you mean '${%s}'?",
+				    name, near);
+			else if (p->nparams == 0)
+				err_at(e, n->file, n->line, col, "unknown "
+				    "parameter '${%s}'; the pipeline declares "
+				    "no params", name);
+			else
+				err_at(e, n->file, n->line, col, "unknown "
+				    "parameter '${%s}'", name);
+			free(names);
+			free(name);
+			buf_free(&b);
+			return -1;
+		}
+		buf_adds(&b, v);
+		mark_used(p->ov, s + 2, len);
+		s = end + 1;
+		changed = 1;
+	}
+	if (changed) {
+		n->str = doc_strdup(p->doc, b.data, b.len);
+		n->len = b.len;
+	}
+	buf_free(&b);
+	return 0;
+}
+
+static int
+expand_tree(struct pipeline *p, struct node *n, struct err *e)
+{
+	size_t	i;
+
+	if (n == NULL)
+		return 0;
+	if (n->type == NODE_SCALAR)
+		return expand_scalar(p, n, e);
+	for (i = 0; i < n->nkids; i++) {
+		/* Mapping keys are names, never expanded. */
+		if (n->type == NODE_MAP && i % 2 == 0)
+			continue;
+		if (expand_tree(p, n->kids[i], e) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+check_arg_type(const struct stage *st, const struct stage_key *k,
+    const struct node *v, struct err *e)
+{
+	long long	n;
+	size_t		i;
+	int		b;
+
+	switch (k->type) {
+	case ARG_STRING:
+		if (v->type != NODE_SCALAR)
+			return node_err(e, v, "'%s' of stage '%s' must be a "
+			    "string, not a %s", k->name, st->entry->name,
+			    node_type_name(v));
+		return 0;
+	case ARG_INT:
+		if (node_as_int(v, &n) != 0 || n < 0 || n > INT_MAX)
+			return node_err(e, v, "'%s' of stage '%s' must be a "
+			    "whole number, not '%s'", k->name,
+			    st->entry->name, v->type == NODE_SCALAR ? v->str :
+			    node_type_name(v));
+		return 0;
+	case ARG_BOOL:
+		if (node_as_bool(v, &b) != 0)
+			return node_err(e, v, "'%s' of stage '%s' must be true "
+			    "or false, not '%s'", k->name, st->entry->name,
+			    v->type == NODE_SCALAR ? v->str :
+			    node_type_name(v));
+		return 0;
+	case ARG_STRINGS:
+		if (v->type == NODE_SCALAR)
+			return 0;
+		if (v->type != NODE_SEQ)
+			return node_err(e, v, "'%s' of stage '%s' must be a "
+			    "string or a list of strings", k->name,
+			    st->entry->name);
+		for (i = 0; i < v->nkids; i++)
+			if (v->kids[i]->type != NODE_SCALAR)
+				return node_err(e, v->kids[i], "each of '%s' "
+				    "of stage '%s' must be a string, not a %s",
+				    k->name, st->entry->name,
+				    node_type_name(v->kids[i]));
+		return 0;
+	case ARG_MAP:
+		if (v->type != NODE_MAP)
+			return node_err(e, v, "'%s' of stage '%s' must be a "
+			    "mapping, not a %s", k->name, st->entry->name,
+			    node_type_name(v));
+		return 0;
+	}
+	return 0;
+}
+
+static const struct stage_key *
+find_key(const struct stage_entry *ent, const char *name)
+{
+	const struct stage_key	*k;
+
+	for (k = ent->keys; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* A scalar (or list) argument becomes { shorthand: value }. */
+static struct node *
+shorthand_map(struct pipeline *p, const char *key, struct node *v)
+{
+	struct node	*m, *k;
+
+	m = doc_alloc(p->doc, sizeof *m);
+	k = doc_alloc(p->doc, sizeof *k);
+	*m = *v;
+	m->type = NODE_MAP;
+	m->str = NULL;
+	m->len = 0;
+	*k = *v;
+	k->type = NODE_SCALAR;
+	k->str = doc_strdup(p->doc, key, strlen(key));
+	k->len = strlen(key);
+	k->nkids = 0;
+	k->kids = NULL;
+	m->kids = doc_alloc(p->doc, 2 * sizeof *m->kids);
+	m->kids[0] = k;
+	m->kids[1] = v;
+	m->nkids = 2;
+	return m;
+}
+
+static int
+stage_args(struct pipeline *p, struct stage *st, struct node *v,
+    struct err *e)
+{
+	const struct stage_entry *ent = st->entry;
+	const struct stage_key	*k;
+	const char		*allowed[32];
+	char			 what[128];
+	size_t			 n = 0, i;
+
+	if (node_is_null(v))
+		v = NULL;
+	else if (v->type != NODE_MAP) {
+		k = ent->shorthand != NULL ? find_key(ent, ent->shorthand) :
+		    NULL;
+		if (k == NULL && ent->keys[0].name == NULL)
+			return node_err(e, v, "stage '%s' takes no arguments",
+			    ent->name);
+		if (k == NULL)
+			return node_err(e, v, "stage '%s' takes a mapping of "
+			    "keys, not a %s", ent->name, node_type_name(v));
+		if (v->type == NODE_SEQ && k->type != ARG_STRINGS)
+			return node_err(e, v, "stage '%s' takes a %s, not a "
+			    "list", ent->name, k->type == ARG_STRING ?
+			    "string or a mapping" : "mapping");
+		v = shorthand_map(p, ent->shorthand, v);
+	}
+	st->args = v;
+	if (v != NULL) {
+		for (k = ent->keys; k->name != NULL && n < nitems(allowed) - 1;
+		    k++)
+			allowed[n++] = k->name;
+		allowed[n] = NULL;
+		snprintf(what, sizeof what, "stage '%s'", ent->name);
+		if (node_check_keys(v, allowed, what, e) != 0 ||
+		    expand_tree(p, v, e) != 0)
+			return -1;
+		for (i = 0; i < map_nkeys(v); i++) {
+			k = find_key(ent, map_key(v, i)->str);
+			if (check_arg_type(st, k, map_val(v, i), e) != 0)
+				return -1;
+		}
+	}
+	for (k = ent->keys; k->name != NULL; k++)
+		if (k->required && node_get(v, k->name) == NULL)
+			return node_err(e, v != NULL ? v : st->where,
+			    "stage '%s' needs '%s'", ent->name, k->name);
+	return 0;
+}
+
+static const char *
+kind_word(int kind)
+{
+	return kind == SEL_SYSTEMS ? "systems" : "hosts";
+}
+
+static char *
+dir_of(const char *path)
+{
+	const char	*slash;
+
+	if ((slash = strrchr(path, '/')) == NULL)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+static int
+load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
+    const struct chain *chain, struct err *e)
+{
+	const struct node	*file, *params;
+	struct scope		 sc;
+	char			*dir, *path;
+	int			 r;
+
+	file = stage_arg(st, "file");
+	params = stage_arg(st, "params");
+	if (file->str[0] == '/')
+		path = xstrdup(file->str);
+	else {
+		dir = dir_of(p->file);
+		path = strcmp(dir, ".") == 0 ? xstrdup(file->str) :
+		    xasprintf("%s/%s", dir, file->str);
+		free(dir);
+	}
+	sc.params = p->params;
+	sc.n = p->nparams;
+	r = load_file(path, ov, &sc, params, p->kind, chain, file, &st->sub,
+	    e);
+	free(path);
+	return r;
+}
+
+static int
+load_stage(struct pipeline *p, struct stage *st, struct node *item,
+    struct overrides *ov, const struct chain *chain, struct err *e)
+{
+	const struct stage_entry *ent;
+	struct node		*name, *v = NULL;
+	const char		*near, **names;
+	size_t			 i;
+
+	st->where = item;
+	st->owner = p;
+	if (item->type == NODE_SCALAR)
+		name = item;
+	else if (item->type == NODE_MAP && map_nkeys(item) == 1) {
+		name = map_key(item, 0);
+		v = map_val(item, 0);
+	} else if (item->type == NODE_MAP)
+		return node_err(e, item, "a stage is one 'name: arguments' "
+		    "pair, not %zu keys (indent the arguments under the "
+		    "stage name)", map_nkeys(item));
+	else
+		return node_err(e, item, "a stage must be a name or a "
+		    "'name: arguments' mapping, not a list");
+	if ((ent = stage_find(name->str)) == NULL) {
+		names = xcalloc(stage_count, sizeof *names);
+		for (i = 0; i < stage_count; i++)
+			names[i] = stage_table[i]->name;
+		near = closest_name(name->str, names, stage_count);
+		free(names);
+		if (near != NULL)
+			return node_err(e, name, "unknown stage '%s'; did you "
+			    "mean '%s'?", name->str, near);
+		return node_err(e, name, "unknown stage '%s'; "
+		    "'reops-run --list-stages' lists them", name->str);
+	}
+	st->entry = ent;
+	if ((p->kind == SEL_HOSTS && ent->host == NULL) ||
+	    (p->kind == SEL_SYSTEMS && ent->system == NULL))
+		return node_err(e, name, "stage '%s' does not run on %s; it "
+		    "works on %s", ent->name, kind_word(p->kind),
+		    kind_word(!p->kind));
+	if (stage_args(p, st, v, e) != 0)
+		return -1;
+	if (ent == &stage_pipeline_entry)
+		return load_include(p, st, ov, chain, e);
+	if (ent->prepare != NULL && ent->prepare(st, e) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+load_params(struct pipeline *p, const struct node *root,
+    const struct scope *parent, const struct node *incparams,
+    struct overrides *ov, struct err *e)
+{
+	const struct node	*params, *k, *v;
+	size_t			 i;
+
+	if (parent != NULL)
+		for (i = 0; i < parent->n; i++)
+			param_set(p, parent->params[i].name,
+			    parent->params[i].value);
+	params = node_get(root, "params");
+	if (params != NULL && !node_is_null(params)) {
+		if (node_want(params, NODE_MAP, "'params'", e) != 0)
+			return -1;
+		for (i = 0; i < map_nkeys(params); i++) {
+			k = map_key(params, i);
+			v = map_val(params, i);
+			if (!valid_param_name(k->str))
+				return node_err(e, k, "invalid parameter name "
+				    "'%s'", k->str);
+			if (v->type != NODE_SCALAR)
+				return node_err(e, v, "parameter '%s' must be "
+				    "a string, not a %s", k->str,
+				    node_type_name(v));
+			param_set(p, k->str, v->str);
+			for (size_t j = 0; j < ov->n; j++)
+				if (strcmp(ov->keys[j], k->str) == 0)
+					ov->used[j] = 1;
+		}
+	}
+	if (incparams != NULL && !node_is_null(incparams)) {
+		for (i = 0; i < map_nkeys(incparams); i++) {
+			k = map_key(incparams, i);
+			v = map_val(incparams, i);
+			if (v->type != NODE_SCALAR)
+				return node_err(e, v, "parameter '%s' must be "
+				    "a string, not a %s", k->str,
+				    node_type_name(v));
+			param_set(p, k->str, v->str);
+		}
+	}
+	/* --set wins over everything the files say. */
+	for (i = 0; i < ov->n; i++)
+		param_set(p, ov->keys[i], ov->values[i]);
+	return 0;
+}
+
+static int
+load_selector(struct pipeline *p, struct node *root, int inherited,
+    struct err *e)
+{
+	struct node	*hosts, *systems;
+
+	hosts = node_get(root, "hosts");
+	systems = node_get(root, "systems");
+	if (hosts != NULL && systems != NULL)
+		return node_err(e, map_key(root, 0), "a pipeline selects "
+		    "'hosts' or 'systems', not both");
+	if (hosts == NULL && systems == NULL) {
+		if (inherited >= 0) {
+			p->kind = inherited;
+			return 0;
+		}
+		return node_err(e, root, "a pipeline needs 'hosts' or "
+		    "'systems' to say what it runs on");
+	}
+	p->kind = hosts != NULL ? SEL_HOSTS : SEL_SYSTEMS;
+	if (inherited >= 0 && inherited != p->kind)
+		return node_err(e, hosts != NULL ? hosts : systems, "pipeline "
+		    "selects %s but is included by one on %s",
+		    kind_word(p->kind), kind_word(inherited));
+	if (expand_tree(p, hosts != NULL ? hosts : systems, e) != 0)
+		return -1;
+	p->has_selector = 1;
+	return selector_parse(hosts != NULL ? hosts : systems, p->kind,
+	    &p->sel, e);
+}
+
+/* "a.yaml -> b.yaml" from the file that is included again down to up. */
+static void
+cycle_chain(struct buf *b, const struct chain *c, const char *real)
+{
+	if (c == NULL)
+		return;
+	if (strcmp(c->real, real) != 0) {
+		cycle_chain(b, c->up, real);
+		buf_adds(b, " -> ");
+	}
+	buf_adds(b, c->shown);
+}
+
+static int
+load_file(const char *path, struct overrides *ov, const struct scope *parent,
+    const struct node *incparams, int inherited, const struct chain *up,
+    const struct node *from, struct pipeline **out, struct err *e)
+{
+	struct pipeline		*p;
+	struct node		*root, *v, *stages;
+	struct chain		 link;
+	const struct chain	*c;
+	struct buf		 msg;
+	char			*real;
+	size_t			 i;
+	int			 r = -1;
+
+	*out = NULL;
+	if ((real = realpath(path, NULL)) == NULL) {
+		if (from != NULL)
+			return node_err(e, from, "unable to open '%s': %s",
+			    path, strerror(errno));
+		return err_set(e, "unable to open '%s': %s", path,
+		    strerror(errno));
+	}
+	for (c = up; c != NULL; c = c->up) {
+		if (strcmp(c->real, real) != 0)
+			continue;
+		buf_init(&msg);
+		cycle_chain(&msg, up, real);
+		buf_printf(&msg, " -> %s", path);
+		node_err(e, from, "include cycle: %s", msg.data);
+		buf_free(&msg);
+		free(real);
+		return -1;
+	}
+	link.real = real;
+	link.shown = path;
+	link.up = up;
+
+	p = xcalloc(1, sizeof *p);
+	p->ov = ov;
+	if (doc_load(path, &p->doc, e) != 0) {
+		free(real);
+		free(p);
+		return -1;
+	}
+	p->file = p->doc->file;
+	if ((root = p->doc->root) == NULL || node_is_null(root)) {
+		err_at(e, path, 1, 1, "empty pipeline: expected a mapping with "
+		    "'stages'");
+		goto out;
+	}
+	if (root->type != NODE_MAP) {
+		node_err(e, root, "a pipeline must be a mapping with 'stages', "
+		    "not a %s", node_type_name(root));
+		goto out;
+	}
+	if (node_check_keys(root, top_keys, "a pipeline", e) != 0)
+		goto out;
+	if ((v = node_get(root, "pipeline")) != NULL) {
+		if (v->type != NODE_SCALAR) {
+			node_err(e, v, "'pipeline' (its name) must be a string");
+			goto out;
+		}
+		p->name = v->str;
+	}
+	if ((v = node_get(root, "description")) != NULL) {
+		if (v->type != NODE_SCALAR) {
+			node_err(e, v, "'description' must be a string");
+			goto out;
+		}
+		p->description = v->str;
+	}
+	if (load_params(p, root, parent, incparams, ov, e) != 0 ||
+	    load_selector(p, root, inherited, e) != 0)
+		goto out;
+	if ((stages = node_get(root, "stages")) == NULL) {
+		node_err(e, root, "a pipeline needs 'stages'");
+		goto out;
+	}
+	if (stages->type != NODE_SEQ || stages->nkids == 0) {
+		node_err(e, stages, "'stages' must be a list of stages");
+		goto out;
+	}
+	p->stages = xcalloc(stages->nkids, sizeof *p->stages);
+	for (i = 0; i < stages->nkids; i++) {
+		p->nstages = i + 1;
+		if (load_stage(p, &p->stages[i], stages->kids[i], ov, &link,
+		    e) != 0)
+			goto out;
+	}
+	r = 0;
+out:
+	free(real);
+	if (r != 0) {
+		pipeline_free(p);
+		return -1;
+	}
+	*out = p;
+	return 0;
+}
+
+int
+pipeline_load(const char *path, struct overrides *ov, struct pipeline **out,
+    struct err *e)
+{
+	return load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e);
+}
+
+void
+pipeline_free(struct pipeline *p)
+{
+	size_t	i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->nstages; i++) {
+		if (p->stages[i].entry != NULL &&
+		    p->stages[i].entry->cleanup != NULL)
+			p->stages[i].entry->cleanup(&p->stages[i]);
+		pipeline_free(p->stages[i].sub);
+	}
+	free(p->stages);
+	free(p->params);
+	selector_free(&p->sel);
+	doc_free(p->doc);
+	free(p);
+}
+
+int
+pipeline_destructive(const struct pipeline *p)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nstages; i++) {
+		if (p->stages[i].entry->flags & STAGE_DESTRUCTIVE)
+			return 1;
+		if (p->stages[i].sub != NULL &&
+		    pipeline_destructive(p->stages[i].sub))
+			return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * pipeline.h: a pipeline file loaded and validated into memory before
+ * anything runs: selector, params, stages and resolved includes.
+ */
+#ifndef REOPS_PIPELINE_H
+#define REOPS_PIPELINE_H
+
+#include "node.h"
+#include "select.h"
+#include "stage.h"
+
+struct param {
+	const char	*name;
+	const char	*value;
+};
+
+struct overrides;
+
+struct pipeline {
+	struct doc	*doc;
+	const char	*file;
+	const char	*name;
+	const char	*description;
+	int		 kind;		/* SEL_HOSTS or SEL_SYSTEMS */
+	int		 has_selector;
+	struct selector	 sel;
+	struct param	*params;	/* resolved: defaults, include, --set */
+	size_t		 nparams;
+	struct stage	*stages;
+	size_t		 nstages;
+	struct overrides *ov;
+};
+
+#define SEL_HOSTS	0
+#define SEL_SYSTEMS	1
+
+/* --set k=v pairs given on the command line; used[] says which applied. */
+struct overrides {
+	char		**keys;
+	char		**values;
+	unsigned char	 *used;
+	size_t		  n;
+};
+
+int	pipeline_load(const char *, struct overrides *, struct pipeline **,
+	    struct err *);
+void	pipeline_free(struct pipeline *);
+int	pipeline_destructive(const struct pipeline *);
+
+#endif

@@ -1,0 +1,466 @@
+/*
+ * reops-run.c: the command. Loads the inventory and every pipeline, checks
+ * everything before running anything, then runs the pipelines in order and
+ * turns what happened to the rows into the exit status.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "run.h"
+
+static const char usage_text[] =
+"usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
+"                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
+"                 [--set name=value] pipeline ...\n"
+"       reops-run --list-stages\n"
+"       reops-run --version\n";
+
+enum {
+	OPT_CHECK = 256,
+	OPT_COLOR,
+	OPT_JSON,
+	OPT_LIST_STAGES,
+	OPT_SET,
+	OPT_VERSION,
+	OPT_HELP
+};
+
+static const struct option long_options[] = {
+	{ "check", no_argument, NULL, OPT_CHECK },
+	{ "color", required_argument, NULL, OPT_COLOR },
+	{ "forks", required_argument, NULL, 'f' },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "inventory", required_argument, NULL, 'i' },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "limit", required_argument, NULL, 'l' },
+	{ "list-stages", no_argument, NULL, OPT_LIST_STAGES },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "yes", no_argument, NULL, 'y' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static void
+on_interrupt(int sig)
+{
+	run_interrupted = 1;
+}
+
+static int __attribute__((format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs("reops-run: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+static int
+number(const char *s, int lo, int hi, int *out)
+{
+	char		*end;
+	long		 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static void
+print_error(const struct err *e)
+{
+	if (e->located)
+		fprintf(stderr, "%s\n", e->msg);
+	else
+		fprintf(stderr, "reops-run: %s\n", e->msg);
+}
+
+static void
+list_stages(void)
+{
+	const struct stage_entry	*ent;
+	size_t				 i;
+
+	for (i = 0; i < stage_count; i++) {
+		ent = stage_table[i];
+		printf("%-10s %-13s %s\n", ent->name,
+		    ent->host != NULL && ent->system != NULL ? "hosts,systems" :
+		    ent->host != NULL ? "hosts" : "systems", ent->summary);
+		printf("%-10s %-13s %s\n", "", "", ent->usage);
+	}
+}
+
+static void
+plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
+{
+	struct buf	 b;
+	char		*num;
+	size_t		 i;
+
+	for (i = 0; i < p->nstages; i++) {
+		buf_init(&b);
+		stage_describe(&b, &p->stages[i]);
+		num = xasprintf("%s%zu", prefix, i + 1);
+		fprintf(f, "  %-6s %s  (%s:%d:%d)\n", num, b.data, p->file,
+		    p->stages[i].where->line, p->stages[i].where->col);
+		if (p->stages[i].sub != NULL) {
+			char	*sub = xasprintf("%s.", num);
+
+			plan_stages(f, p->stages[i].sub, sub);
+			free(sub);
+		}
+		free(num);
+		buf_free(&b);
+	}
+}
+
+/* What --check prints: the targets, then the stages that would run. */
+void
+print_plan(FILE *f, const struct pipeline *p, const struct target *t,
+    size_t n, int systems)
+{
+	size_t	i;
+
+	fprintf(f, "pipeline %s (%s)\n", p->name != NULL ? p->name : p->file,
+	    p->file);
+	if (p->description != NULL)
+		fprintf(f, "  %s\n", p->description);
+	fprintf(f, "targets: %zu %s\n", n, systems ? "systems" : "hosts");
+	for (i = 0; i < n; i++) {
+		if (systems)
+			fprintf(f, "  %s  type=%s uri=%s\n", t[i].system->name,
+			    t[i].system->type->name,
+			    t[i].system->hypervisor.uri);
+		else
+			fprintf(f, "  %s  group=%s transport=%s\n",
+			    t[i].host->name, t[i].host->group->name,
+			    transport_name(t[i].host->group->transport));
+	}
+	fprintf(f, "stages:\n");
+	plan_stages(f, p, "");
+}
+
+static struct table *
+initial_table(const struct target *t, size_t n)
+{
+	struct table	*tab;
+	struct row	*r;
+	size_t		 i;
+
+	tab = table_new();
+	for (i = 0; i < n; i++) {
+		if (t[i].host != NULL) {
+			r = table_add(tab, t[i].host->name, ROW_HOST,
+			    t[i].host->group->name);
+			r->host = t[i].host;
+		} else {
+			r = table_add(tab, t[i].system->name, ROW_SYSTEM,
+			    t[i].system->type->name);
+			r->system = t[i].system;
+		}
+	}
+	return tab;
+}
+
+static int
+has_output_stage(const struct pipeline *p)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nstages; i++) {
+		if (p->stages[i].entry->flags & STAGE_OUTPUT)
+			return 1;
+		if (p->stages[i].sub != NULL &&
+		    has_output_stage(p->stages[i].sub))
+			return 1;
+	}
+	return 0;
+}
+
+/* Without an output stage, failures still must not pass unseen. */
+static void
+report_failures(const struct table *t)
+{
+	const struct row	*r;
+	const char		*nl;
+	size_t			 i;
+
+	for (i = 0; i < t->n; i++) {
+		r = t->rows[i];
+		if (r->status == ST_OK)
+			continue;
+		nl = r->err.len > 0 ? memchr(r->err.data, '\n', r->err.len) :
+		    NULL;
+		fprintf(stderr, "reops-run: %s: %s (code %d)%s%.*s\n",
+		    r->target, status_name(r->status), r->code,
+		    r->err.len > 0 ? ": " : "",
+		    (int)(nl != NULL ? (size_t)(nl - r->err.data) : r->err.len),
+		    r->err.len > 0 ? r->err.data : "");
+	}
+}
+
+static int
+confirm(const struct pipeline *p, size_t n, const struct options *opt)
+{
+	char	answer[16];
+
+	if (opt->yes || !pipeline_destructive(p))
+		return 0;
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "reops-run: %s: destructive stages need --yes "
+		    "when standard input is not a terminal\n", p->file);
+		return -1;
+	}
+	fprintf(stderr, "%s changes or destroys %zu target%s; go on? [y/N] ",
+	    p->file, n, n == 1 ? "" : "s");
+	if (fgets(answer, sizeof answer, stdin) == NULL ||
+	    (answer[0] != 'y' && answer[0] != 'Y')) {
+		fprintf(stderr, "reops-run: not confirmed; nothing was run\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options		 opt;
+	struct overrides	 ov;
+	struct inventory	*inv = NULL;
+	struct pipeline		**pl = NULL;
+	struct target		**targets = NULL;
+	size_t			*ntargets = NULL;
+	struct selector		 limit;
+	struct run		 run;
+	struct table		*t;
+	struct err		 e;
+	struct sigaction	 sa;
+	struct stat		 sb;
+	const char		*nc;
+	char			*eq;
+	int			 ch, npl = 0, i, status = EXIT_OK, have_limit = 0;
+	size_t			 k;
+
+	memset(&opt, 0, sizeof opt);
+	memset(&ov, 0, sizeof ov);
+	memset(&run, 0, sizeof run);
+	opt.forks = DEFAULT_FORKS;
+	opt.color = COLOR_AUTO;
+	signal(SIGPIPE, SIG_IGN);
+
+	while ((ch = getopt_long(argc, argv, "F:f:i:l:qt:vy", long_options,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'F':
+			opt.ssh_config = optarg;
+			break;
+		case 'f':
+			if (number(optarg, 1, 10000, &opt.forks) != 0)
+				return usage_error("--forks takes a number from "
+				    "1 to 10000, not '%s'", optarg);
+			break;
+		case 'i':
+			opt.inventory = optarg;
+			break;
+		case 'l':
+			opt.limit = optarg;
+			break;
+		case 'q':
+			log_level--;
+			break;
+		case 't':
+			if (number(optarg, 0, 86400 * 7, &opt.timeout) != 0)
+				return usage_error("--timeout takes seconds "
+				    "from 0 (none) to 604800, not '%s'",
+				    optarg);
+			break;
+		case 'v':
+			log_level++;
+			break;
+		case 'y':
+			opt.yes = 1;
+			break;
+		case OPT_CHECK:
+			opt.check = 1;
+			break;
+		case OPT_COLOR:
+			if (strcmp(optarg, "auto") == 0)
+				opt.color = COLOR_AUTO;
+			else if (strcmp(optarg, "always") == 0)
+				opt.color = COLOR_ALWAYS;
+			else if (strcmp(optarg, "never") == 0)
+				opt.color = COLOR_NEVER;
+			else
+				return usage_error("--color takes always, never "
+				    "or auto, not '%s'", optarg);
+			break;
+		case OPT_JSON:
+			opt.json = 1;
+			break;
+		case OPT_LIST_STAGES:
+			list_stages();
+			return EXIT_OK;
+		case OPT_SET:
+			if ((eq = strchr(optarg, '=')) == NULL ||
+			    eq == optarg)
+				return usage_error("--set takes name=value, not "
+				    "'%s'", optarg);
+			ov.keys = xreallocarray(ov.keys, ov.n + 1,
+			    sizeof *ov.keys);
+			ov.values = xreallocarray(ov.values, ov.n + 1,
+			    sizeof *ov.values);
+			ov.keys[ov.n] = xstrndup(optarg,
+			    (size_t)(eq - optarg));
+			ov.values[ov.n] = eq + 1;
+			ov.n++;
+			break;
+		case OPT_VERSION:
+			printf("reops-run %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		case OPT_HELP:
+			fputs(usage_text, stdout);
+			return EXIT_OK;
+		default:
+			fputs(usage_text, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		return usage_error("%s", "no pipeline given");
+	ov.used = xcalloc(ov.n + 1, 1);
+
+	/* Load and check everything first: nothing runs on bad input. */
+	if (opt.inventory != NULL)
+		ch = inventory_load(opt.inventory, &inv, &e);
+	else if (stat("hosts.d", &sb) == 0 && S_ISDIR(sb.st_mode))
+		ch = inventory_load("hosts.d", &inv, &e);
+	else
+		ch = inventory_load_default(&inv, &e);
+	if (ch != 0) {
+		print_error(&e);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (opt.limit != NULL) {
+		have_limit = 1;
+		if (selector_parse_limit(opt.limit, &limit, &e) != 0) {
+			print_error(&e);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+	pl = xcalloc((size_t)argc, sizeof *pl);
+	targets = xcalloc((size_t)argc, sizeof *targets);
+	ntargets = xcalloc((size_t)argc, sizeof *ntargets);
+	for (npl = 0; npl < argc; npl++) {
+		if (pipeline_load(argv[npl], &ov, &pl[npl], &e) != 0) {
+			print_error(&e);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+	for (k = 0; k < ov.n; k++) {
+		if (!ov.used[k]) {
+			fprintf(stderr, "reops-run: --set %s: no pipeline "
+			    "declares or uses parameter '%s'\n", ov.keys[k],
+			    ov.keys[k]);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+	for (i = 0; i < npl; i++) {
+		if (selector_resolve(&pl[i]->sel, have_limit ? &limit : NULL,
+		    inv, &targets[i], &ntargets[i], &e) != 0) {
+			print_error(&e);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (opt.check) {
+		for (i = 0; i < npl; i++)
+			print_plan(stdout, pl[i], targets[i], ntargets[i],
+			    pl[i]->kind == SEL_SYSTEMS);
+		goto out;
+	}
+	for (i = 0; i < npl; i++) {
+		if (confirm(pl[i], ntargets[i], &opt) != 0) {
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+
+	run.opt = &opt;
+	run.inv = inv;
+	run.out = opt.json ? stderr : stdout;
+	run.tty = isatty(fileno(run.out));
+	nc = getenv("NO_COLOR");
+	run.color = opt.color == COLOR_ALWAYS || (opt.color == COLOR_AUTO &&
+	    run.tty && (nc == NULL || *nc == '\0'));
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+
+	for (i = 0; i < npl && !run_interrupted; i++) {
+		t = initial_table(targets[i], ntargets[i]);
+		if (run_pipeline(&run, pl[i], t) != 0)
+			status = EXIT_INTERNAL;
+		if (run_interrupted) {
+			/* The rows so far, for the person who pressed ^C. */
+			print_pretty(&run, run.out, t);
+		} else if (!opt.json && !has_output_stage(pl[i]) &&
+		    log_level >= 0)
+			report_failures(t);
+		if (opt.json)
+			for (k = 0; k < t->n; k++)
+				print_json_row(stdout, t, t->rows[k]);
+		fflush(stdout);
+		table_free(t);
+	}
+	if (run_interrupted)
+		status = EXIT_INTERRUPT;
+	else if (status == EXIT_OK && run.saw_failed)
+		status = EXIT_FAILED;
+	else if (status == EXIT_OK && run.saw_unreachable)
+		status = EXIT_UNREACH;
+out:
+	for (i = 0; i < npl; i++) {
+		pipeline_free(pl[i]);
+		free(targets[i]);
+	}
+	free(pl);
+	free(targets);
+	free(ntargets);
+	if (have_limit)
+		selector_free(&limit);
+	inventory_free(inv);
+	for (k = 0; k < ov.n; k++)
+		free(ov.keys[k]);
+	free(ov.keys);
+	free(ov.values);
+	free(ov.used);
+	if (fflush(stdout) != 0 && status == EXIT_OK)
+		status = EXIT_INTERNAL;
+	return status;
+}

@@ -1,0 +1,129 @@
+/*
+ * run.c: runs a loaded pipeline's stages in order on the result table and
+ * hands remote jobs to the transport of each row's group.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+
+volatile sig_atomic_t run_interrupted;
+
+/* Remembers what the exit status must say about the rows seen so far. */
+void
+run_note(struct run *run, const struct table *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->rows[i]->status == ST_FAILED)
+			run->saw_failed = 1;
+		else if (t->rows[i]->status == ST_UNREACHABLE)
+			run->saw_unreachable = 1;
+	}
+}
+
+int
+run_pipeline(struct run *run, struct pipeline *p, struct table *t)
+{
+	struct stage	*st;
+	stage_fn	 fn;
+	size_t		 i;
+	int		 r;
+
+	for (i = 0; i < p->nstages && !run_interrupted; i++) {
+		st = &p->stages[i];
+		fn = p->kind == SEL_SYSTEMS ? st->entry->system :
+		    st->entry->host;
+		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
+		    st->where->line, st->where->col, st->entry->name, t->n);
+		r = fn(run, st, t);
+		run_note(run, t);
+		if (r != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The deadline of a row: the stage's, else its group's, else --timeout. */
+int
+row_timeout(const struct run *run, const struct row *r, int stage_timeout)
+{
+	if (stage_timeout > 0)
+		return stage_timeout;
+	if (r->host != NULL && r->host->group->timeout > 0)
+		return r->host->group->timeout;
+	return run->opt->timeout;
+}
+
+static void
+unavailable(struct job *j, const char *transport)
+{
+	struct row	*r = j->row;
+
+	buf_reset(&r->out);
+	buf_reset(&r->err);
+	buf_printf(&r->err, "reops-run: transport '%s' is not available in "
+	    "this version\n", transport);
+	r->status = ST_UNREACHABLE;
+	r->code = -1;
+	r->duration_ms = 0;
+}
+
+int
+run_jobs(struct run *run, struct job *jobs, size_t n)
+{
+	struct job	**local;
+	size_t		  i, nlocal = 0;
+	int		  r = 0;
+
+	local = xcalloc(n, sizeof *local);
+	for (i = 0; i < n; i++) {
+		switch (jobs[i].row->host->group->transport) {
+		case TR_LOCAL:
+			local[nlocal++] = &jobs[i];
+			break;
+		case TR_SSH:
+		case TR_AGENT:
+			unavailable(&jobs[i], transport_name(
+			    jobs[i].row->host->group->transport));
+			break;
+		}
+	}
+	if (nlocal > 0)
+		r = local_run(run, local, nlocal);
+	free(local);
+	return r;
+}
+
+/*
+ * Runs a command on every row that is still ok; rows that failed or were
+ * unreachable earlier pass through unchanged, as in an Ansible play.
+ */
+int
+run_commands(struct run *run, struct stage *st, struct table *t,
+    void (*build)(struct buf *, struct stage *, const struct row *))
+{
+	struct job	*jobs;
+	struct buf	 cmd;
+	size_t		 i, n = 0;
+	int		 r, timeout;
+
+	timeout = (int)stage_int(st, "timeout", 0);
+	jobs = xcalloc(t->n, sizeof *jobs);
+	for (i = 0; i < t->n; i++) {
+		if (t->rows[i]->status != ST_OK)
+			continue;
+		buf_init(&cmd);
+		build(&cmd, st, t->rows[i]);
+		jobs[n].row = t->rows[i];
+		jobs[n].command = buf_steal(&cmd);
+		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
+		n++;
+	}
+	r = n > 0 ? run_jobs(run, jobs, n) : 0;
+	for (i = 0; i < n; i++)
+		free(jobs[i].command);
+	free(jobs);
+	return r;
+}

@@ -1,0 +1,68 @@
+/*
+ * run.h: running loaded pipelines: the run's options and state, the
+ * remote jobs that stages hand to the transports, and the printers.
+ */
+#ifndef REOPS_RUN_H
+#define REOPS_RUN_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "inventory.h"
+#include "pipeline.h"
+#include "table.h"
+
+#define DEFAULT_FORKS	64
+
+enum color_mode {
+	COLOR_AUTO,
+	COLOR_ALWAYS,
+	COLOR_NEVER
+};
+
+struct options {
+	const char	*inventory;	/* -i DIR, or NULL for the default */
+	const char	*limit;
+	const char	*ssh_config;	/* -F FILE */
+	int		 forks;
+	int		 timeout;	/* seconds per target; 0: none */
+	int		 check;
+	int		 json;
+	int		 yes;
+	enum color_mode	 color;
+};
+
+struct run {
+	const struct options	*opt;
+	struct inventory	*inv;
+	FILE			*out;	/* for people: stdout, or stderr */
+	int			 color;	/* colours on out */
+	int			 tty;	/* out is a terminal */
+	int			 saw_failed;
+	int			 saw_unreachable;
+};
+
+/* One remote operation on one row's target, filled in by a transport. */
+struct job {
+	struct row	*row;
+	char		*command;	/* for /bin/sh -c on the target */
+	int		 timeout;	/* seconds; 0: none */
+};
+
+extern volatile sig_atomic_t run_interrupted;
+
+int	run_pipeline(struct run *, struct pipeline *, struct table *);
+int	run_jobs(struct run *, struct job *, size_t);
+int	run_commands(struct run *, struct stage *, struct table *,
+	    void (*)(struct buf *, struct stage *, const struct row *));
+void	run_note(struct run *, const struct table *);
+int	row_timeout(const struct run *, const struct row *, int);
+
+int	local_run(struct run *, struct job **, size_t);
+
+void	print_pretty(struct run *, FILE *, const struct table *);
+void	print_json_row(FILE *, const struct table *, const struct row *);
+void	print_plan(FILE *, const struct pipeline *, const struct target *,
+	    size_t, int);
+
+#endif

@@ -1,0 +1,268 @@
+/*
+ * select.c: resolving selectors. A name is a group (for systems: a type)
+ * or a host (a system); "all" is everything; "~re" matches target names.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "select.h"
+
+static int
+add_item(struct selector *s, const struct node *where, const char *text,
+    struct err *e)
+{
+	struct sel_item	*it;
+
+	s->items = xreallocarray(s->items, s->n + 1, sizeof *s->items);
+	it = &s->items[s->n++];
+	it->where = where;
+	it->text = text;
+	it->re = NULL;
+	if (text[0] != '~')
+		return 0;
+	if (where != NULL)
+		return rx_compile(where, text + 1, 1, &it->re, e);
+	return rx_compile_arg("--limit", text + 1, &it->re, e);
+}
+
+int
+selector_parse(const struct node *n, int systems, struct selector *s,
+    struct err *e)
+{
+	const char	*what = systems ? "systems" : "hosts";
+	size_t		 i;
+
+	memset(s, 0, sizeof *s);
+	s->systems = systems;
+	s->where = n;
+	if (n->type == NODE_SCALAR && !node_is_null(n))
+		return add_item(s, n, n->str, e);
+	if (n->type != NODE_SEQ || n->nkids == 0)
+		return node_err(e, n, "'%s' must be a name, \"~regex\", all, "
+		    "or a list of them", what);
+	for (i = 0; i < n->nkids; i++) {
+		if (n->kids[i]->type != NODE_SCALAR ||
+		    node_is_null(n->kids[i]))
+			return node_err(e, n->kids[i], "each of '%s' must be a "
+			    "name or \"~regex\", not a %s", what,
+			    node_type_name(n->kids[i]));
+		if (add_item(s, n->kids[i], n->kids[i]->str, e) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* --limit takes names and ~regexes separated by commas, like Ansible's. */
+int
+selector_parse_limit(const char *text, struct selector *s, struct err *e)
+{
+	char	*p, *word;
+
+	memset(s, 0, sizeof *s);
+	s->limit = xstrdup(text);
+	for (p = s->limit; (word = strsep(&p, ",")) != NULL;) {
+		if (*word == '\0')
+			continue;
+		if (add_item(s, NULL, word, e) != 0)
+			return -1;
+	}
+	if (s->n == 0)
+		return err_set(e, "--limit: empty pattern");
+	return 0;
+}
+
+void
+selector_free(struct selector *s)
+{
+	size_t	i;
+
+	for (i = 0; i < s->n; i++)
+		pcre2_code_free(s->items[i].re);
+	free(s->items);
+	free(s->limit);
+	memset(s, 0, sizeof *s);
+}
+
+struct universe {
+	size_t		  n;
+	const char	**name;
+	const char	**group;
+	struct target	 *t;
+	struct hmap	  byname;
+};
+
+static void
+universe_init(struct universe *u, const struct inventory *inv, int systems)
+{
+	size_t	i;
+
+	memset(u, 0, sizeof *u);
+	u->n = systems ? inv->nsystems : inv->nhosts;
+	u->name = xcalloc(u->n, sizeof *u->name);
+	u->group = xcalloc(u->n, sizeof *u->group);
+	u->t = xcalloc(u->n, sizeof *u->t);
+	hmap_init(&u->byname);
+	for (i = 0; i < u->n; i++) {
+		if (systems) {
+			u->t[i].system = inv->systems[i];
+			u->name[i] = inv->systems[i]->name;
+			u->group[i] = inv->systems[i]->type->name;
+		} else {
+			u->t[i].host = inv->hosts[i];
+			u->name[i] = inv->hosts[i]->name;
+			u->group[i] = inv->hosts[i]->group->name;
+		}
+		hmap_put(&u->byname, u->name[i], (void *)(i + 1));
+	}
+}
+
+static void
+universe_free(struct universe *u)
+{
+	free(u->name);
+	free(u->group);
+	free(u->t);
+	hmap_free(&u->byname);
+}
+
+enum item_problem {
+	NO_MATCH,
+	EMPTY_INVENTORY,
+	UNKNOWN_NAME
+};
+
+static int
+item_error(const struct sel_item *it, int systems, enum item_problem what,
+    const char *near, struct err *e)
+{
+	const char	*kind = systems ? "system" : "host";
+	char		 msg[512];
+	size_t		 len;
+
+	switch (what) {
+	case NO_MATCH:
+		snprintf(msg, sizeof msg, "'%s' matches no %s", it->text, kind);
+		break;
+	case EMPTY_INVENTORY:
+		snprintf(msg, sizeof msg, "'%s' selects nothing: the inventory "
+		    "has no %s", it->text, kind);
+		break;
+	case UNKNOWN_NAME:
+		snprintf(msg, sizeof msg, "no %s or %s named '%s' in the "
+		    "inventory", kind, systems ? "type" : "group", it->text);
+		break;
+	}
+	if (near != NULL) {
+		len = strlen(msg);
+		snprintf(msg + len, sizeof msg - len, "; did you mean '%s'?",
+		    near);
+	}
+	if (it->where != NULL)
+		return node_err(e, it->where, "%s", msg);
+	return err_set(e, "--limit: %s", msg);
+}
+
+/* Marks in hit[] the targets that it selects; returns how many. */
+static int
+match_item(const struct sel_item *it, const struct universe *u, int systems,
+    unsigned char *hit, size_t *count, struct err *e)
+{
+	const char	**names;
+	const char	 *near;
+	size_t		  i, n = 0, idx;
+
+	*count = 0;
+	if (it->re != NULL) {
+		for (i = 0; i < u->n; i++)
+			if (rx_match(it->re, u->name[i], strlen(u->name[i]))) {
+				hit[i] = 1;
+				n++;
+			}
+		if (n == 0)
+			return item_error(it, systems, NO_MATCH, NULL, e);
+	} else if (strcmp(it->text, "all") == 0) {
+		for (i = 0; i < u->n; i++)
+			hit[i] = 1;
+		n = u->n;
+		if (n == 0)
+			return item_error(it, systems, EMPTY_INVENTORY, NULL,
+			    e);
+	} else if ((idx = (size_t)hmap_get(&u->byname, it->text)) != 0) {
+		hit[idx - 1] = 1;
+		n = 1;
+	} else {
+		for (i = 0; i < u->n; i++)
+			if (strcmp(u->group[i], it->text) == 0) {
+				hit[i] = 1;
+				n++;
+			}
+		if (n == 0) {
+			names = xcalloc(u->n * 2 + 1, sizeof *names);
+			for (i = 0; i < u->n; i++) {
+				names[2 * i] = u->name[i];
+				names[2 * i + 1] = u->group[i];
+			}
+			near = u->n <= 10000 ?
+			    closest_name(it->text, names, 2 * u->n) : NULL;
+			free(names);
+			return item_error(it, systems, UNKNOWN_NAME, near, e);
+		}
+	}
+	*count = n;
+	return 0;
+}
+
+int
+selector_resolve(const struct selector *s, const struct selector *limit,
+    const struct inventory *inv, struct target **out, size_t *nout,
+    struct err *e)
+{
+	struct universe	 u;
+	unsigned char	*hit, *sel, *lim = NULL;
+	size_t		 i, j, count, n = 0;
+	int		 r = -1;
+
+	*out = NULL;
+	*nout = 0;
+	universe_init(&u, inv, s->systems);
+	hit = xcalloc(u.n + 1, 1);
+	sel = xcalloc(u.n + 1, 1);
+	*out = xcalloc(u.n + 1, sizeof **out);
+	if (limit != NULL) {
+		lim = xcalloc(u.n + 1, 1);
+		for (j = 0; j < limit->n; j++)
+			if (match_item(&limit->items[j], &u, s->systems, lim,
+			    &count, e) != 0)
+				goto out;
+	}
+	/* Selection order: items in order, each in inventory order. */
+	for (j = 0; j < s->n; j++) {
+		memset(hit, 0, u.n);
+		if (match_item(&s->items[j], &u, s->systems, hit, &count,
+		    e) != 0)
+			goto out;
+		for (i = 0; i < u.n; i++) {
+			if (!hit[i] || sel[i] || (lim != NULL && !lim[i]))
+				continue;
+			sel[i] = 1;
+			(*out)[n++] = u.t[i];
+		}
+	}
+	if (n == 0 && limit != NULL) {
+		err_set(e, "--limit '%s' leaves no %s of the pipeline's "
+		    "selection", limit->limit, s->systems ? "system" : "host");
+		goto out;
+	}
+	*nout = n;
+	r = 0;
+out:
+	if (r != 0) {
+		free(*out);
+		*out = NULL;
+	}
+	free(hit);
+	free(sel);
+	free(lim);
+	universe_free(&u);
+	return r;
+}

@@ -1,0 +1,70 @@
+/*
+ * stage-ls.c: "ls" lists a directory on each host (re-mote's ls).
+ */
+#include <string.h>
+
+#include "run.h"
+
+static const struct stage_key ls_keys[] = {
+	{ "path", ARG_STRING, 0 },
+	{ "flags", ARG_STRING, 0 },
+	{ "timeout", ARG_INT, 0 },
+	{ NULL, 0, 0 }
+};
+
+/* Flags are ls options only ("-la", "-l -h"): nothing for the shell. */
+static int
+ls_prepare(struct stage *st, struct err *e)
+{
+	const struct node	*v;
+	const char		*p;
+	int			 start = 1;
+
+	if ((v = stage_arg(st, "flags")) == NULL)
+		return 0;
+	for (p = v->str; *p != '\0'; p++) {
+		if (start && *p != '-')
+			break;
+		start = *p == ' ';
+		if (*p == ' ' || *p == '-' || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+			continue;
+		break;
+	}
+	if (*p != '\0' || v->len == 0)
+		return node_err(e, v, "'flags' of stage 'ls' must be ls "
+		    "options such as '-la', not '%s'", v->str);
+	return 0;
+}
+
+static void
+ls_command(struct buf *cmd, struct stage *st, const struct row *r)
+{
+	struct buf	path;
+
+	buf_init(&path);
+	expand_row(&path, stage_str(st, "path", "."), r);
+	buf_adds(cmd, "ls ");
+	if (stage_arg(st, "flags") != NULL)
+		buf_printf(cmd, "%s ", stage_str(st, "flags", ""));
+	buf_adds(cmd, "-- ");
+	shell_quote(cmd, path.data != NULL ? path.data : ".");
+	buf_free(&path);
+}
+
+static int
+ls_host(struct run *run, struct stage *st, struct table *t)
+{
+	return run_commands(run, st, t, ls_command);
+}
+
+const struct stage_entry stage_ls_entry = {
+	.name = "ls",
+	.usage = "ls: { path: PATH, flags: FLAGS, timeout: SECONDS }",
+	.summary = "list a directory on each host",
+	.shorthand = "path",
+	.keys = ls_keys,
+	.flags = STAGE_REMOTE,
+	.prepare = ls_prepare,
+	.host = ls_host,
+};

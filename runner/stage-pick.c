@@ -1,0 +1,115 @@
+/*
+ * stage-pick.c: "pick" keeps the rows that match and drops the others, so
+ * the next stage runs only on what was kept (re-mote's pick).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+#include "rx.h"
+
+static const struct stage_key pick_keys[] = {
+	{ "status", ARG_STRING, 0 },
+	{ "column", ARG_STRING, 0 },
+	{ "match", ARG_STRING, 0 },
+	{ "invert", ARG_BOOL, 0 },
+	{ NULL, 0, 0 }
+};
+
+struct pick {
+	int		 status;	/* -1: by column */
+	const char	*column;
+	pcre2_code	*re;
+	int		 invert;
+};
+
+static int
+pick_prepare(struct stage *st, struct err *e)
+{
+	const struct node	*status, *column, *match;
+	struct pick		*pk;
+
+	status = stage_arg(st, "status");
+	column = stage_arg(st, "column");
+	match = stage_arg(st, "match");
+	if (status != NULL && (column != NULL || match != NULL))
+		return node_err(e, column != NULL ? column : match, "stage "
+		    "'pick' takes a status or a column and match, not both");
+	if (status == NULL && (column == NULL || match == NULL))
+		return node_err(e, column != NULL ? column : match != NULL ?
+		    match : st->where, "stage 'pick' needs a status "
+		    "(successful, failed, unreachable) or both 'column' and "
+		    "'match'");
+	pk = xcalloc(1, sizeof *pk);
+	pk->status = -1;
+	pk->invert = stage_bool(st, "invert", 0);
+	st->data = pk;
+	if (status != NULL) {
+		if (strcmp(status->str, "successful") == 0 ||
+		    strcmp(status->str, "ok") == 0)
+			pk->status = ST_OK;
+		else if (strcmp(status->str, "failed") == 0)
+			pk->status = ST_FAILED;
+		else if (strcmp(status->str, "unreachable") == 0)
+			pk->status = ST_UNREACHABLE;
+		else if (strcmp(status->str, "skipped") == 0)
+			pk->status = ST_SKIPPED;
+		else
+			return node_err(e, status, "unknown status '%s' for "
+			    "stage 'pick'; expected successful, failed, "
+			    "unreachable or skipped", status->str);
+		return 0;
+	}
+	pk->column = column->str;
+	return rx_compile(match, match->str, 0, &pk->re, e);
+}
+
+static void
+pick_cleanup(struct stage *st)
+{
+	struct pick	*pk = st->data;
+
+	if (pk == NULL)
+		return;
+	pcre2_code_free(pk->re);
+	free(pk);
+	st->data = NULL;
+}
+
+static int
+pick_rows(struct run *run, struct stage *st, struct table *t)
+{
+	struct pick	*pk = st->data;
+	unsigned char	*keep;
+	const char	*v;
+	size_t		 i, len;
+	int		 hit;
+
+	keep = xcalloc(t->n + 1, 1);
+	for (i = 0; i < t->n; i++) {
+		if (pk->status >= 0)
+			hit = (int)t->rows[i]->status == pk->status;
+		else {
+			len = 0;
+			v = row_value(t->rows[i], pk->column, &len);
+			hit = rx_match(pk->re, v != NULL ? v : "", len);
+		}
+		keep[i] = pk->invert ? !hit : hit;
+	}
+	table_keep(t, keep);
+	free(keep);
+	return 0;
+}
+
+const struct stage_entry stage_pick_entry = {
+	.name = "pick",
+	.usage = "pick: successful | failed | unreachable | skipped | "
+	    "{ column: NAME, match: REGEX, invert: BOOL }",
+	.summary = "keep the rows that match, drop the rest",
+	.shorthand = "status",
+	.keys = pick_keys,
+	.prepare = pick_prepare,
+	.cleanup = pick_cleanup,
+	.host = pick_rows,
+	.system = pick_rows,
+};
