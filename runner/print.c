@@ -322,7 +322,7 @@ print_table(struct run *run, FILE *f, const struct table *t)
  * well ("TARGET: STATUS code=N ..."), then its output indented.
  */
 static void
-print_plain(FILE *f, const struct table *t)
+print_plain(FILE *f, const struct table *t, int color)
 {
 	const struct row	*r;
 	const struct buf	*b;
@@ -331,8 +331,9 @@ print_plain(FILE *f, const struct table *t)
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
 		safe_text(f, r->target, strlen(r->target));
-		fprintf(f, ": %s code=%d group=", status_name(r->status),
-		    r->code);
+		fprintf(f, ": %s%s%s code=%d group=",
+		    color ? status_color(r->status) : "",
+		    status_name(r->status), color ? "\033[0m" : "", r->code);
 		safe_text(f, r->group, strlen(r->group));
 		fprintf(f, " time=%lldms", r->duration_ms);
 		for (c = 0; c < t->ncols; c++) {
@@ -359,7 +360,7 @@ print_plain(FILE *f, const struct table *t)
 			print_lines(f, "    ", "", "", &r->err);
 		}
 	}
-	print_summary(f, t, 0);
+	print_summary(f, t, color);
 }
 
 void
@@ -368,6 +369,6 @@ print_pretty(struct run *run, FILE *f, const struct table *t)
 	if (run->tty)
 		print_table(run, f, t);
 	else
-		print_plain(f, t);
+		print_plain(f, t, run->color);
 	fflush(f);
 }

@@ -80,13 +80,15 @@ test_grep () {
 	fi
 }
 
-# json_get FIELD FILE: the values of FIELD in an NDJSON file, one a line.
+# json_get FIELD FILE: the values of FIELD in an NDJSON file, one a line
+# (a value's own final newline is dropped, so "hi\n" reads as "hi").
 json_get () {
 	python3 -c '
 import json, sys
 for line in open(sys.argv[2]):
     v = json.loads(line).get(sys.argv[1])
-    print("" if v is None else v)
+    v = "" if v is None else str(v)
+    print(v[:-1] if v.endswith("\n") else v)
 ' "$1" "$2"
 }
 
