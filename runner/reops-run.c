@@ -445,6 +445,7 @@ main(int argc, char **argv)
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;
 out:
+	virt_close(&run);
 	for (i = 0; i < npl; i++) {
 		pipeline_free(pl[i]);
 		free(targets[i]);

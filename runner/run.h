@@ -20,6 +20,8 @@ enum color_mode {
 	COLOR_NEVER
 };
 
+struct virt;
+
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
 	const char	*limit;
@@ -40,6 +42,7 @@ struct run {
 	int			 tty;	/* out is a terminal */
 	int			 saw_failed;
 	int			 saw_unreachable;
+	struct virt		*virt;	/* libvirt connections, per URI */
 };
 
 /* One remote operation on one row's target, filled in by a transport. */
@@ -59,6 +62,7 @@ void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 
 int	local_run(struct run *, struct job **, size_t);
+void	virt_close(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);
 void	print_json_row(FILE *, const struct table *, const struct row *);

@@ -1,9 +1,11 @@
 /*
- * stage-ls.c: "ls" lists a directory on each host (re-mote's ls).
+ * stage-ls.c: "ls" lists a directory on each host (re-mote's ls), or
+ * each system with its state, ip and machine, as libvirt reports them.
  */
 #include <string.h>
 
 #include "run.h"
+#include "virt.h"
 
 static const struct stage_key ls_keys[] = {
 	{ "path", ARG_STRING, 0 },
@@ -58,13 +60,20 @@ ls_host(struct run *run, struct stage *st, struct table *t)
 	return run_commands(run, st, t, ls_command);
 }
 
+static int
+ls_system(struct run *run, struct stage *st, struct table *t)
+{
+	return virt_stage(run, st, t, virt_nothing, WAIT_NONE, 0);
+}
+
 const struct stage_entry stage_ls_entry = {
 	.name = "ls",
 	.usage = "ls: { path: PATH, flags: FLAGS, timeout: SECONDS }",
-	.summary = "list a directory on each host",
+	.summary = "list a directory on each host; list systems",
 	.shorthand = "path",
 	.keys = ls_keys,
 	.flags = STAGE_REMOTE,
 	.prepare = ls_prepare,
 	.host = ls_host,
+	.system = ls_system,
 };

@@ -7,12 +7,17 @@
 #include "pipeline.h"
 #include "stage.h"
 
+extern const struct stage_entry stage_create_entry;
+extern const struct stage_entry stage_destroy_entry;
 extern const struct stage_entry stage_exec_entry;
 extern const struct stage_entry stage_json_entry;
 extern const struct stage_entry stage_ls_entry;
 extern const struct stage_entry stage_pick_entry;
 extern const struct stage_entry stage_pipeline_entry;
 extern const struct stage_entry stage_pretty_entry;
+extern const struct stage_entry stage_reload_entry;
+extern const struct stage_entry stage_start_entry;
+extern const struct stage_entry stage_stop_entry;
 
 const struct stage_entry *const stage_table[] = {
 	&stage_ls_entry,
@@ -21,6 +26,11 @@ const struct stage_entry *const stage_table[] = {
 	&stage_pretty_entry,
 	&stage_json_entry,
 	&stage_pipeline_entry,
+	&stage_create_entry,
+	&stage_start_entry,
+	&stage_stop_entry,
+	&stage_reload_entry,
+	&stage_destroy_entry,
 };
 const size_t stage_count = nitems(stage_table);
 
