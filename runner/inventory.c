@@ -83,8 +83,11 @@ static int
 want_string(const struct node *n, const char *what, const char **out,
     struct err *e)
 {
-	if (n->type != NODE_SCALAR || node_is_null(n))
-		return node_err(e, n, "%s must be a string", what);
+	if (node_is_null(n))
+		return node_err(e, n, "%s needs a value", what);
+	if (n->type != NODE_SCALAR)
+		return node_err(e, n, "%s must be a string, not a %s", what,
+		    node_type_name(n));
 	*out = n->str;
 	return 0;
 }
@@ -99,8 +102,8 @@ want_int(const struct node *n, const char *what, long long lo, long long hi,
 		return node_err(e, n, "%s must be an integer, not '%s'", what,
 		    n->type == NODE_SCALAR ? n->str : node_type_name(n));
 	if (v < lo || v > hi)
-		return node_err(e, n, "%s must be between %lld and %lld", what,
-		    lo, hi);
+		return node_err(e, n, "%s must be between %lld and %lld, not "
+		    "%lld", what, lo, hi, v);
 	*out = (int)v;
 	return 0;
 }
@@ -115,16 +118,38 @@ want_name(const struct node *n, const char *what, struct err *e)
 	return 0;
 }
 
-static int
-claim_name(struct hmap *names, const struct node *n, const char *what,
-    struct err *e)
-{
-	const struct node	*prev;
+/*
+ * What a name in one of the inventory's namespaces belongs to, so that a
+ * duplicate can name the first one's place and kind.
+ */
+struct claim {
+	const struct node	*where;
+	const char		*what;		/* "group", "host", ... */
+	void			*obj;		/* the struct type, for types */
+};
 
-	if ((prev = hmap_put(names, n->str, (void *)n)) == NULL)
+static int
+claim_name(struct hmap *names, struct doc *d, const struct node *n,
+    const char *what, struct claim **out, struct err *e)
+{
+	struct claim	*c, *prev;
+
+	c = doc_alloc(d, sizeof *c);
+	c->where = n;
+	c->what = what;
+	c->obj = NULL;
+	if (out != NULL)
+		*out = c;
+	if ((prev = hmap_put(names, n->str, c)) == NULL)
 		return 0;
-	return node_err(e, n, "duplicate %s name '%s' (also at %s:%d:%d)",
-	    what, n->str, prev->file, prev->line, prev->col);
+	if (strcmp(prev->what, what) == 0)
+		return node_err(e, n, "duplicate %s name '%s' (also at "
+		    "%s:%d:%d)", what, n->str, prev->where->file,
+		    prev->where->line, prev->where->col);
+	/* Groups and hosts share one namespace: selectors name either. */
+	return node_err(e, n, "duplicate name '%s': a %s here, a %s at "
+	    "%s:%d:%d", n->str, what, prev->what, prev->where->file,
+	    prev->where->line, prev->where->col);
 }
 
 static int
@@ -154,7 +179,9 @@ load_auth(const struct node *n, const char *ctx, struct auth *a,
 		return -1;
 	if ((v = node_get(n, "agent")) != NULL) {
 		if (node_as_bool(v, &agent) != 0)
-			return node_err(e, v, "'agent' must be true or false");
+			return node_err(e, v, "'agent' must be true or false, "
+			    "not '%s'", v->type == NODE_SCALAR ? v->str :
+			    node_type_name(v));
 		a->agent = agent;
 	}
 	return 0;
@@ -188,7 +215,7 @@ load_host(struct inventory *inv, struct doc *d, struct group *g,
 		return node_err(e, n, "a host must be a name or a mapping, "
 		    "not a list");
 	if (want_name(name, "host", e) != 0 ||
-	    claim_name(&inv->names, name, "host", e) != 0)
+	    claim_name(&inv->names, d, name, "host", NULL, e) != 0)
 		return -1;
 	h->name = name->str;
 	h->where = name;
@@ -211,7 +238,7 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 	size_t		 i;
 
 	if (want_name(k, "group", e) != 0 ||
-	    claim_name(&inv->names, k, "group", e) != 0)
+	    claim_name(&inv->names, d, k, "group", NULL, e) != 0)
 		return -1;
 	snprintf(what, sizeof what, "group '%s'", k->str);
 	if (node_want(n, NODE_MAP, what, e) != 0 ||
@@ -279,7 +306,7 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 	    e) != 0)
 		return -1;
 	if ((hosts = node_get(n, "hosts")) == NULL)
-		return node_err(e, n, "group '%s' needs 'hosts'", g->name);
+		return node_err(e, k, "group '%s' needs 'hosts'", g->name);
 	if (hosts->type == NODE_SCALAR && !node_is_null(hosts)) {
 		g->hosts = doc_alloc(d, sizeof *g->hosts);
 		if (load_host(inv, d, g, hosts, e) != 0)
@@ -291,7 +318,8 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 				return -1;
 	} else
 		return node_err(e, hosts, "'hosts' of %s must be a list of "
-		    "host names", what);
+		    "host names, not %s", what, node_is_null(hosts) ?
+		    "nothing" : "a mapping");
 	inv->groups = xreallocarray(inv->groups, inv->ngroups + 1,
 	    sizeof *inv->groups);
 	inv->groups[inv->ngroups++] = g;
@@ -316,10 +344,11 @@ load_type(struct inventory *inv, struct doc *d, struct node *k,
 {
 	struct type	*t;
 	struct node	*v;
+	struct claim	*c;
 	char		 what[256], *base;
 
 	if (want_name(k, "type", e) != 0 ||
-	    claim_name(&inv->typenames, k, "type", e) != 0)
+	    claim_name(&inv->typenames, d, k, "type", &c, e) != 0)
 		return -1;
 	snprintf(what, sizeof what, "type '%s'", k->str);
 	t = doc_alloc(d, sizeof *t);
@@ -327,6 +356,7 @@ load_type(struct inventory *inv, struct doc *d, struct node *k,
 	t->name = k->str;
 	t->where = k;
 	t->auth.agent = -1;
+	c->obj = t;
 	if (!node_is_null(n)) {
 		if (node_want(n, NODE_MAP, what, e) != 0 ||
 		    node_check_keys(n, type_keys, what, e) != 0)
@@ -340,7 +370,8 @@ load_type(struct inventory *inv, struct doc *d, struct node *k,
 		if ((v = node_get(n, "cloud-init")) != NULL &&
 		    node_as_bool(v, &t->cloud_init) != 0)
 			return node_err(e, v, "'cloud-init' must be true or "
-			    "false");
+			    "false, not '%s'", v->type == NODE_SCALAR ?
+			    v->str : node_type_name(v));
 	}
 	base = dir_of(d->file);
 	t->provision_base = doc_strdup(d, base, strlen(base));
@@ -360,7 +391,7 @@ load_system(struct inventory *inv, struct doc *d, struct node *k,
 	char		 what[256];
 
 	if (want_name(k, "system", e) != 0 ||
-	    claim_name(&inv->sysnames, k, "system", e) != 0)
+	    claim_name(&inv->sysnames, d, k, "system", NULL, e) != 0)
 		return -1;
 	snprintf(what, sizeof what, "system '%s'", k->str);
 	if (node_want(n, NODE_MAP, what, e) != 0 ||
@@ -372,13 +403,13 @@ load_system(struct inventory *inv, struct doc *d, struct node *k,
 	s->where = k;
 	s->file = d->file;
 	if ((v = node_get(n, "type")) == NULL)
-		return node_err(e, n, "%s needs 'type'", what);
+		return node_err(e, k, "%s needs 'type'", what);
 	if (v->type != NODE_SCALAR || node_is_null(v))
 		return node_err(e, v, "'type' must be a type name");
 	/* Resolved to a struct type once every file is loaded. */
 	s->type_where = v;
 	if ((m = node_get(n, "hypervisor")) == NULL)
-		return node_err(e, n, "%s needs 'hypervisor'", what);
+		return node_err(e, k, "%s needs 'hypervisor'", what);
 	snprintf(what, sizeof what, "'hypervisor' of system '%s'", k->str);
 	if (node_want(m, NODE_MAP, what, e) != 0 ||
 	    node_check_keys(m, hypervisor_keys, what, e) != 0)
@@ -394,7 +425,7 @@ load_system(struct inventory *inv, struct doc *d, struct node *k,
 	    want_string(v, "'network'", &s->hypervisor.network, e) != 0)
 		return -1;
 	if ((m = node_get(n, "machine")) == NULL)
-		return node_err(e, n, "system '%s' needs 'machine'", k->str);
+		return node_err(e, k, "system '%s' needs 'machine'", k->str);
 	snprintf(what, sizeof what, "'machine' of system '%s'", k->str);
 	if (node_want(m, NODE_MAP, what, e) != 0 ||
 	    node_check_keys(m, machine_keys, what, e) != 0)
@@ -482,14 +513,17 @@ resolve_types(struct inventory *inv, struct err *e)
 {
 	struct system	*s;
 	const struct node *v;
+	const struct claim *c;
 	const char	*near, **names;
 	size_t		 i;
 
 	for (i = 0; i < inv->nsystems; i++) {
 		s = inv->systems[i];
 		v = s->type_where;
-		if ((s->type = hmap_get(&inv->typenames, v->str)) != NULL)
+		if ((c = hmap_get(&inv->typenames, v->str)) != NULL) {
+			s->type = c->obj;
 			continue;
+		}
 		names = xcalloc(inv->ntypes + 1, sizeof *names);
 		for (size_t j = 0; j < inv->ntypes; j++)
 			names[j] = inv->types[j]->name;

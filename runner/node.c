@@ -85,6 +85,7 @@ node_new(struct doc *d, enum node_type type, const yaml_mark_t *mark)
 	n->file = d->file;
 	n->line = (int)mark->line + 1;
 	n->col = (int)mark->column + 1;
+	n->span = -1;
 	return n;
 }
 
@@ -126,8 +127,59 @@ check_duplicate_keys(struct node *m, struct err *e)
 	return r;
 }
 
+/* The byte at a libyaml mark (line and column count characters). */
+static const char *
+mark_byte(const char *text, size_t len, const yaml_mark_t *m)
+{
+	const char	*s = text, *end = text + len;
+	size_t		 line = 0, col = 0;
+
+	if (text == NULL)
+		return NULL;
+	while (s < end && line < m->line)
+		if (*s++ == '\n')
+			line++;
+	while (s < end && col < m->column && *s != '\n') {
+		/* Skip a whole UTF-8 sequence per column. */
+		s++;
+		while (s < end && (*s & 0xc0) == 0x80)
+			s++;
+		col++;
+	}
+	return s < end ? s : NULL;
+}
+
+/*
+ * libyaml's problem, at its place, with where the construct it was in
+ * began when that is elsewhere: an unclosed quote or bracket is found at
+ * the end of the file, but the user wants to see where it opened.
+ */
 static int
-parse_events(struct doc *d, yaml_parser_t *p, struct err *e)
+yaml_error(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
+    struct err *e)
+{
+	const yaml_mark_t	*pm = &p->problem_mark, *cm = &p->context_mark;
+	const char		*c;
+	char			 where[64] = "";
+
+	c = mark_byte(text, len, pm);
+	if (p->error == YAML_SCANNER_ERROR && c != NULL && *c == '\t')
+		return err_at(e, d->file, (int)pm->line + 1,
+		    (int)pm->column + 1, "found a tab character where YAML "
+		    "allows only spaces (indent with spaces)");
+	if (p->context != NULL &&
+	    (cm->line != pm->line || cm->column != pm->column))
+		snprintf(where, sizeof where, " that starts at line %d, "
+		    "column %d", (int)cm->line + 1, (int)cm->column + 1);
+	return err_at(e, d->file, (int)pm->line + 1, (int)pm->column + 1,
+	    "%s%s%s%s", p->problem != NULL ? p->problem : "invalid YAML",
+	    p->context != NULL ? " " : "",
+	    p->context != NULL ? p->context : "", where);
+}
+
+static int
+parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
+    struct err *e)
 {
 	yaml_event_t	 ev;
 	struct open_node *stack = NULL;
@@ -141,11 +193,7 @@ parse_events(struct doc *d, yaml_parser_t *p, struct err *e)
 	hmap_init(&anchors);
 	while (!done) {
 		if (!yaml_parser_parse(p, &ev)) {
-			err_at(e, d->file, (int)p->problem_mark.line + 1,
-			    (int)p->problem_mark.column + 1, "%s%s%s",
-			    p->problem != NULL ? p->problem : "invalid YAML",
-			    p->context != NULL ? " " : "",
-			    p->context != NULL ? p->context : "");
+			yaml_error(d, p, text, len, e);
 			goto out;
 		}
 		n = NULL;
@@ -171,6 +219,9 @@ parse_events(struct doc *d, yaml_parser_t *p, struct err *e)
 			n->len = ev.data.scalar.length;
 			n->plain = ev.data.scalar.style ==
 			    YAML_PLAIN_SCALAR_STYLE;
+			if (ev.end_mark.line == ev.start_mark.line)
+				n->span = (int)(ev.end_mark.column -
+				    ev.start_mark.column);
 			anchor = (const char *)ev.data.scalar.anchor;
 			break;
 		case YAML_SEQUENCE_START_EVENT:
@@ -265,30 +316,35 @@ doc_new(const char *file)
 	return d;
 }
 
+/* The whole file is read first so that errors can look at its bytes. */
 int
 doc_load(const char *path, struct doc **out, struct err *e)
 {
-	yaml_parser_t	 p;
+	struct buf	 text;
+	char		 chunk[65536];
 	FILE		*f;
-	struct doc	*d;
+	size_t		 n;
 	int		 r;
 
 	*out = NULL;
 	if ((f = fopen(path, "rb")) == NULL)
 		return err_set(e, "unable to open '%s': %s", path,
 		    strerror(errno));
-	d = doc_new(path);
-	yaml_parser_initialize(&p);
-	yaml_parser_set_input_file(&p, f);
-	r = parse_events(d, &p, e);
-	yaml_parser_delete(&p);
-	fclose(f);
-	if (r != 0) {
-		doc_free(d);
-		return -1;
+	buf_init(&text);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_add(&text, chunk, n);
+	if (ferror(f)) {
+		r = err_set(e, "unable to read '%s': %s", path,
+		    strerror(errno));
+		fclose(f);
+		buf_free(&text);
+		return r;
 	}
-	*out = d;
-	return 0;
+	fclose(f);
+	r = doc_load_string(path, text.data != NULL ? text.data : "",
+	    text.len, out, e);
+	buf_free(&text);
+	return r;
 }
 
 int
@@ -303,7 +359,7 @@ doc_load_string(const char *name, const char *text, size_t len,
 	d = doc_new(name);
 	yaml_parser_initialize(&p);
 	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-	r = parse_events(d, &p, e);
+	r = parse_events(d, &p, text, len, e);
 	yaml_parser_delete(&p);
 	if (r != 0) {
 		doc_free(d);
@@ -390,6 +446,34 @@ node_err(struct err *e, const struct node *n, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	return err_at(e, n->file, n->line, n->col, "%s", msg);
+}
+
+static size_t
+utf8_chars(const char *s, size_t len)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < len; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/*
+ * The column of byte off of a scalar's value, for errors inside it (a
+ * regex, a ${param}). Exact only when the source text is the value itself
+ * on one line, plus quotes: no escapes, no '' and no folding; otherwise
+ * the scalar's own column.
+ */
+int
+node_col_at(const struct node *n, size_t off)
+{
+	size_t	quotes = n->plain ? 0 : 2;
+
+	if (n->type != NODE_SCALAR || n->span < 0 || off > n->len ||
+	    (size_t)n->span != utf8_chars(n->str, n->len) + quotes)
+		return n->col;
+	return n->col + (int)(quotes / 2) + (int)utf8_chars(n->str, off);
 }
 
 /*

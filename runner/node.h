@@ -23,6 +23,8 @@ struct node {
 	char		 *str;		/* scalar text, NUL-terminated */
 	size_t		  len;
 	int		  plain;	/* an unquoted scalar */
+	int		  span;		/* columns of the source text of a
+					   one-line scalar, else -1 */
 	struct node	**kids;		/* seq: items; map: key, value, ... */
 	size_t		  nkids;
 };
@@ -48,6 +50,7 @@ int		 node_as_bool(const struct node *, int *);
 int		 node_as_int(const struct node *, long long *);
 int		 node_err(struct err *, const struct node *, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
+int		 node_col_at(const struct node *, size_t);
 
 #define map_nkeys(n)	((n)->nkids / 2)
 #define map_key(n, i)	((n)->kids[2 * (i)])

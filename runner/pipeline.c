@@ -92,15 +92,6 @@ mark_used(struct overrides *ov, const char *name, size_t len)
 			ov->used[i] = 1;
 }
 
-/* Column of byte off of scalar n, when it can be known (one plain line). */
-static int
-scalar_col(const struct node *n, size_t off)
-{
-	if (memchr(n->str, '\n', n->len) != NULL)
-		return n->col;
-	return n->col + (n->plain ? 0 : 1) + (int)off;
-}
-
 /*
  * Replaces ${name} in a scalar by the param's value. ${target} and
  * ${group} stay for expand_row; $${ is a literal ${.
@@ -129,7 +120,7 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 		if ((end = strchr(s + 2, '}')) == NULL) {
 			buf_free(&b);
 			return err_at(e, n->file, n->line,
-			    scalar_col(n, (size_t)(s - n->str)),
+			    node_col_at(n, (size_t)(s - n->str)),
 			    "unterminated '${' in '%s'", n->str);
 		}
 		len = (size_t)(end - s - 2);
@@ -140,7 +131,7 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 		}
 		if ((v = param_get(p, s + 2, len)) == NULL) {
 			char	*name = xstrndup(s + 2, len);
-			int	 col = scalar_col(n, (size_t)(s - n->str));
+			int	 col = node_col_at(n, (size_t)(s - n->str));
 
 			names = xcalloc(p->nparams + 3, sizeof *names);
 			for (i = 0; i < p->nparams; i++)
@@ -172,6 +163,8 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 	if (changed) {
 		n->str = doc_strdup(p->doc, b.data, b.len);
 		n->len = b.len;
+		/* Columns inside the value no longer match the source. */
+		n->span = -1;
 	}
 	buf_free(&b);
 	return 0;
@@ -214,24 +207,28 @@ check_arg_type(const struct stage *st, const struct stage_key *k,
 	case ARG_INT:
 		if (node_as_int(v, &n) != 0 || n < 0 || n > INT_MAX)
 			return node_err(e, v, "'%s' of stage '%s' must be a "
-			    "whole number, not '%s'", k->name,
-			    st->entry->name, v->type == NODE_SCALAR ? v->str :
-			    node_type_name(v));
+			    "whole number, not %s%s%s", k->name,
+			    st->entry->name, v->type == NODE_SCALAR ? "'" :
+			    "a ", v->type == NODE_SCALAR ? v->str :
+			    node_type_name(v), v->type == NODE_SCALAR ? "'" :
+			    "");
 		return 0;
 	case ARG_BOOL:
 		if (node_as_bool(v, &b) != 0)
 			return node_err(e, v, "'%s' of stage '%s' must be true "
-			    "or false, not '%s'", k->name, st->entry->name,
+			    "or false, not %s%s%s", k->name, st->entry->name,
+			    v->type == NODE_SCALAR ? "'" : "a ",
 			    v->type == NODE_SCALAR ? v->str :
-			    node_type_name(v));
+			    node_type_name(v), v->type == NODE_SCALAR ? "'" :
+			    "");
 		return 0;
 	case ARG_STRINGS:
 		if (v->type == NODE_SCALAR)
 			return 0;
 		if (v->type != NODE_SEQ)
 			return node_err(e, v, "'%s' of stage '%s' must be a "
-			    "string or a list of strings", k->name,
-			    st->entry->name);
+			    "string or a list of strings, not a mapping",
+			    k->name, st->entry->name);
 		for (i = 0; i < v->nkids; i++)
 			if (v->kids[i]->type != NODE_SCALAR)
 				return node_err(e, v->kids[i], "each of '%s' "
@@ -353,13 +350,66 @@ dir_of(const char *path)
 	return xstrndup(path, (size_t)(slash - path));
 }
 
+/*
+ * "a/inc/../b.yaml" as "a/b.yaml", so that messages name files the way a
+ * person would; kept only when it is the same file (no symlink between).
+ */
+static char *
+clean_path(const char *path)
+{
+	char	*copy, *p, *word, **parts, *out, *r1, *r2;
+	size_t	 n = 0, i, len = 0;
+	int	 abs = path[0] == '/';
+
+	copy = xstrdup(path);
+	parts = xcalloc(strlen(path) + 1, sizeof *parts);
+	for (p = copy; (word = strsep(&p, "/")) != NULL;) {
+		if (*word == '\0' || strcmp(word, ".") == 0)
+			continue;
+		if (strcmp(word, "..") == 0 && n > 0 &&
+		    strcmp(parts[n - 1], "..") != 0) {
+			n--;
+			continue;
+		}
+		if (strcmp(word, "..") == 0 && n == 0 && abs)
+			continue;
+		parts[n++] = word;
+	}
+	for (i = 0; i < n; i++)
+		len += strlen(parts[i]) + 1;
+	out = xmalloc(len + 2);
+	out[0] = '\0';
+	if (abs)
+		strcat(out, "/");
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			strcat(out, "/");
+		strcat(out, parts[i]);
+	}
+	if (n == 0 && !abs)
+		strcat(out, ".");
+	free(parts);
+	free(copy);
+	r1 = realpath(path, NULL);
+	r2 = realpath(out, NULL);
+	/* Neither exists: the error names the cleaner of the two. */
+	if ((r1 != NULL || r2 != NULL) &&
+	    (r1 == NULL || r2 == NULL || strcmp(r1, r2) != 0)) {
+		free(out);
+		out = xstrdup(path);
+	}
+	free(r1);
+	free(r2);
+	return out;
+}
+
 static int
 load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
     const struct chain *chain, struct err *e)
 {
 	const struct node	*file, *params;
 	struct scope		 sc;
-	char			*dir, *path;
+	char			*dir, *path, *tmp;
 	int			 r;
 
 	file = stage_arg(st, "file");
@@ -368,8 +418,10 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 		path = xstrdup(file->str);
 	else {
 		dir = dir_of(p->file);
-		path = strcmp(dir, ".") == 0 ? xstrdup(file->str) :
+		tmp = strcmp(dir, ".") == 0 ? xstrdup(file->str) :
 		    xasprintf("%s/%s", dir, file->str);
+		path = clean_path(tmp);
+		free(tmp);
 		free(dir);
 	}
 	sc.params = p->params;
@@ -451,7 +503,8 @@ load_params(struct pipeline *p, const struct node *root,
 			v = map_val(params, i);
 			if (!valid_param_name(k->str))
 				return node_err(e, k, "invalid parameter name "
-				    "'%s'", k->str);
+				    "'%s': use letters, digits, '_' and '-', "
+				    "starting with a letter or '_'", k->str);
 			if (v->type != NODE_SCALAR)
 				return node_err(e, v, "parameter '%s' must be "
 				    "a string, not a %s", k->str,
@@ -479,6 +532,20 @@ load_params(struct pipeline *p, const struct node *root,
 	return 0;
 }
 
+/* The key of whichever of a and b comes later in the mapping. */
+static const struct node *
+second_key(const struct node *m, const char *a, const char *b)
+{
+	const struct node	*last = m;
+	size_t			 i;
+
+	for (i = 0; i < map_nkeys(m); i++)
+		if (strcmp(map_key(m, i)->str, a) == 0 ||
+		    strcmp(map_key(m, i)->str, b) == 0)
+			last = map_key(m, i);
+	return last;
+}
+
 static int
 load_selector(struct pipeline *p, struct node *root, int inherited,
     struct err *e)
@@ -488,8 +555,8 @@ load_selector(struct pipeline *p, struct node *root, int inherited,
 	hosts = node_get(root, "hosts");
 	systems = node_get(root, "systems");
 	if (hosts != NULL && systems != NULL)
-		return node_err(e, map_key(root, 0), "a pipeline selects "
-		    "'hosts' or 'systems', not both");
+		return node_err(e, second_key(root, "hosts", "systems"), "a "
+		    "pipeline selects 'hosts' or 'systems', not both");
 	if (hosts == NULL && systems == NULL) {
 		if (inherited >= 0) {
 			p->kind = inherited;
@@ -582,14 +649,16 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 		goto out;
 	if ((v = node_get(root, "pipeline")) != NULL) {
 		if (v->type != NODE_SCALAR) {
-			node_err(e, v, "'pipeline' (its name) must be a string");
+			node_err(e, v, "'pipeline' (its name) must be a "
+			    "string, not a %s", node_type_name(v));
 			goto out;
 		}
 		p->name = v->str;
 	}
 	if ((v = node_get(root, "description")) != NULL) {
 		if (v->type != NODE_SCALAR) {
-			node_err(e, v, "'description' must be a string");
+			node_err(e, v, "'description' must be a string, not "
+			    "a %s", node_type_name(v));
 			goto out;
 		}
 		p->description = v->str;
@@ -601,8 +670,18 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 		node_err(e, root, "a pipeline needs 'stages'");
 		goto out;
 	}
-	if (stages->type != NODE_SEQ || stages->nkids == 0) {
-		node_err(e, stages, "'stages' must be a list of stages");
+	if (stages->type != NODE_SEQ) {
+		node_err(e, stages, "'stages' must be a list of stages, not "
+		    "%s%s%s", node_is_null(stages) ? "nothing" :
+		    stages->type == NODE_MAP ? "a mapping" : "'",
+		    stages->type == NODE_SCALAR && !node_is_null(stages) ?
+		    stages->str : "", stages->type == NODE_SCALAR &&
+		    !node_is_null(stages) ? "'" : "");
+		goto out;
+	}
+	if (stages->nkids == 0) {
+		node_err(e, stages, "'stages' is empty; a pipeline needs at "
+		    "least one stage");
 		goto out;
 	}
 	p->stages = xcalloc(stages->nkids, sizeof *p->stages);

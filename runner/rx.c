@@ -23,9 +23,7 @@ rx_compile(const struct node *n, const char *pattern, size_t skip,
 	if (*out != NULL)
 		return 0;
 	pcre2_get_error_message(code, msg, sizeof msg);
-	col = n->col + (n->plain ? 0 : 1) + (int)skip + (int)off;
-	if (strchr(n->str, '\n') != NULL || strchr(n->str, '\\') != NULL)
-		col = n->col;
+	col = node_col_at(n, skip + (size_t)off);
 	return err_at(e, n->file, n->line, col, "bad regex '%s': %s at offset "
 	    "%zu", pattern, (const char *)msg, (size_t)off);
 }

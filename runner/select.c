@@ -37,9 +37,14 @@ selector_parse(const struct node *n, int systems, struct selector *s,
 	s->where = n;
 	if (n->type == NODE_SCALAR && !node_is_null(n))
 		return add_item(s, n, n->str, e);
-	if (n->type != NODE_SEQ || n->nkids == 0)
+	if (n->type == NODE_SEQ && n->nkids == 0)
+		return node_err(e, n, "'%s' is an empty list; name at least "
+		    "one %s", what, systems ? "system or type" :
+		    "host or group");
+	if (n->type != NODE_SEQ)
 		return node_err(e, n, "'%s' must be a name, \"~regex\", all, "
-		    "or a list of them", what);
+		    "or a list of them, not %s", what, node_is_null(n) ?
+		    "nothing" : "a mapping");
 	for (i = 0; i < n->nkids; i++) {
 		if (n->kids[i]->type != NODE_SCALAR ||
 		    node_is_null(n->kids[i]))
@@ -249,8 +254,14 @@ selector_resolve(const struct selector *s, const struct selector *limit,
 		}
 	}
 	if (n == 0 && limit != NULL) {
-		err_set(e, "--limit '%s' leaves no %s of the pipeline's "
-		    "selection", limit->limit, s->systems ? "system" : "host");
+		/* Point at the selector that --limit emptied. */
+		if (s->where != NULL)
+			node_err(e, s->where, "--limit '%s' leaves none of the "
+			    "%ss this selects", limit->limit, s->systems ?
+			    "system" : "host");
+		else
+			err_set(e, "--limit '%s' leaves no %s to run on",
+			    limit->limit, s->systems ? "system" : "host");
 		goto out;
 	}
 	*nout = n;
