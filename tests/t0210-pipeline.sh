@@ -56,7 +56,7 @@ test_expect_success '--limit narrows the selection' '
 test_expect_success '--limit to a host outside the selection is exit 2' '
 	printf "hosts: web\nstages: [{exec: \"true\"}]\n" >w.yaml &&
 	test_exit 2 reops_run --limit db-1 w.yaml 2>err &&
-	test_grep "^reops-run: --limit .db-1. leaves no host" err
+	test_grep "^w.yaml:1:8: --limit .db-1. leaves none of the hosts" err
 '
 
 test_expect_success 'pick: status, column regex, invert' '
