@@ -1,0 +1,232 @@
+#!/bin/bash
+# t0510: the JSON Schemas of schemas/ accept every shipped pipeline and
+# inventory file, reject malformed ones that reops-run rejects too, and
+# know exactly the stages of --list-stages.
+# Needs python3-jsonschema and python3-yaml (build-aux/packages-test.txt).
+. "$SRCDIR/tests/test-lib.sh"
+
+PIPELINE_SCHEMA="$SRCDIR/schemas/pipeline.schema.json"
+HOSTS_SCHEMA="$SRCDIR/schemas/hosts.schema.json"
+
+# validate SCHEMA FILE...: exit 0 when every YAML file is valid, and name
+# each error otherwise.
+cat >validate.py <<\EOF
+import json, sys, yaml
+from jsonschema import Draft202012Validator
+schema = json.load(open(sys.argv[1]))
+v = Draft202012Validator(schema)
+bad = 0
+for f in sys.argv[2:]:
+    try:
+        doc = yaml.safe_load(open(f))
+    except yaml.YAMLError as e:
+        print("%s: %s" % (f, str(e).replace("\n", " ")))
+        bad += 1
+        continue
+    for e in v.iter_errors(doc):
+        print("%s: %s: %s" % (f, "/".join(map(str, e.absolute_path)),
+              e.message[:200]))
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
+
+validate () {
+	python3 validate.py "$@"
+}
+
+test_expect_success 'python3 has jsonschema and yaml' '
+	python3 -c "import jsonschema, yaml"
+'
+
+test_expect_success 'both schemas are valid JSON Schema 2020-12' '
+	python3 -c "
+import json, sys
+from jsonschema import Draft202012Validator
+for f in sys.argv[1:]:
+    s = json.load(open(f))
+    assert s[\"\$schema\"] == \"https://json-schema.org/draft/2020-12/schema\", f
+    Draft202012Validator.check_schema(s)
+" "$PIPELINE_SCHEMA" "$HOSTS_SCHEMA"
+'
+
+test_expect_success 'the schema names exactly the stages of --list-stages' '
+	reops_run --list-stages | grep -v "^ " | cut -d" " -f1 | sort >stages &&
+	python3 -c "
+import json, sys
+s = json.load(open(sys.argv[1]))
+for alt in s[\"\$defs\"][\"stage\"][\"anyOf\"]:
+    for name in alt.get(\"properties\", {}):
+        print(name)
+" "$PIPELINE_SCHEMA" | sort >schema-stages &&
+	test -s stages &&
+	test_cmp stages schema-stages
+'
+
+for f in $(cd "$SRCDIR" && find pipelines -name "*.yaml" -o -name "*.yml" |
+    sort); do
+	test_expect_success "$f is valid against pipeline.schema.json" '
+		validate "$PIPELINE_SCHEMA" "$SRCDIR/$f"
+	'
+done
+
+for f in $(cd "$SRCDIR" && ls hosts.d/*.yaml hosts.d/*.yml 2>/dev/null); do
+	test_expect_success "$f is valid against hosts.schema.json" '
+		validate "$HOSTS_SCHEMA" "$SRCDIR/$f"
+	'
+done
+
+# Pipelines that reops-run accepts; the schema must not be stricter.
+good_pipeline () {
+	case_name=$1
+	printf "%s\n" "$2" >"$case_name.yaml"
+	test_expect_success "schema and reops-run accept: $case_name" '
+		validate "$PIPELINE_SCHEMA" "$case_name.yaml" &&
+		reops_run -i "$SRCDIR/hosts.d" --check "$case_name.yaml" >/dev/null
+	'
+}
+
+# Pipelines that reops-run rejects; the schema must reject them too.
+bad_pipeline () {
+	case_name=$1
+	printf "%s\n" "$2" >"$case_name.yaml"
+	test_expect_success "schema and reops-run reject: $case_name" '
+		! validate "$PIPELINE_SCHEMA" "$case_name.yaml" >out &&
+		test -s out &&
+		test_exit 2 reops_run -i "$SRCDIR/hosts.d" --check "$case_name.yaml" \
+		    2>/dev/null
+	'
+}
+
+good_pipeline shorthands 'hosts: [local, "~^worker-"]
+params: { t: 5, on: "false", dir: /tmp }
+stages:
+  - ls
+  - ls: ${dir}
+  - exec:
+      command: uptime
+      timeout: "${t}"
+      sudo: ${on}
+  - pick: ok
+  - pick: { column: stdout, match: "up", invert: true }
+  - json:
+  - pretty'
+
+good_pipeline systems-kind 'systems: all
+stages:
+  - pick: { status: successful }
+  - json: { file: out.json }'
+
+bad_pipeline unknown-top-key 'hosts: local
+stage: [pretty]'
+bad_pipeline unknown-stage 'hosts: local
+stages: [pretty, frobnicate]'
+bad_pipeline exec-without-command 'hosts: local
+stages:
+  - exec: { sudo: true }'
+bad_pipeline unknown-key 'hosts: local
+stages:
+  - ls: { path: /, colour: red }'
+bad_pipeline two-keys-in-a-stage 'hosts: local
+stages:
+  - ls:
+    path: /'
+bad_pipeline pick-status-and-column 'hosts: local
+stages:
+  - pick: { status: failed, column: stdout, match: x }'
+bad_pipeline pick-unknown-status 'hosts: local
+stages:
+  - pick: broken'
+bad_pipeline pretty-with-arguments 'hosts: local
+stages:
+  - pretty: wide'
+bad_pipeline ls-flags-for-the-shell 'hosts: local
+stages:
+  - ls: { flags: "-l; rm -rf /" }'
+bad_pipeline timeout-not-a-number 'hosts: local
+stages:
+  - exec: { command: uptime, timeout: soon }'
+bad_pipeline hosts-and-systems 'hosts: local
+systems: all
+stages: [pretty]'
+bad_pipeline no-stages 'hosts: local
+stages: []'
+bad_pipeline bad-selector-name 'hosts: "-local"
+stages: [pretty]'
+bad_pipeline bad-param-name 'hosts: local
+params: { 9lives: x }
+stages: [pretty]'
+
+# Inventory files, each alone in a directory.
+good_hosts () {
+	case_name=$1
+	mkdir -p "$case_name" && printf "%s\n" "$2" >"$case_name/10.yaml"
+	test_expect_success "schema and reops-run accept inventory: $case_name" '
+		validate "$HOSTS_SCHEMA" "$case_name/10.yaml" &&
+		printf "hosts: all\nstages: [pretty]\n" >all.yaml &&
+		reops_run -i "$case_name" --check all.yaml >/dev/null
+	'
+}
+
+bad_hosts () {
+	case_name=$1
+	mkdir -p "$case_name" && printf "%s\n" "$2" >"$case_name/10.yaml"
+	test_expect_success "schema and reops-run reject inventory: $case_name" '
+		! validate "$HOSTS_SCHEMA" "$case_name/10.yaml" >out &&
+		test -s out &&
+		printf "hosts: all\nstages: [pretty]\n" >all.yaml &&
+		test_exit 2 reops_run -i "$case_name" --check all.yaml 2>/dev/null
+	'
+}
+
+good_hosts every-key 'groups:
+  web:
+    description: web servers
+    transport: ssh
+    auth: { user: deploy, key: ~/.ssh/id_ed25519, port: 2222, passphrase-env: KEY_PASS, agent: true }
+    host-keys: accept-new
+    known-hosts: [~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts]
+    timeout: 60
+    connect-timeout: 5
+    hosts:
+      - web-1
+      - { name: web-2, address: 127.0.0.2, port: 2200, user: admin }
+  one:
+    transport: local
+    hosts: solo
+types:
+  empty:
+  web:
+    provision: ../pipelines/demo.yaml
+    auth: { user: root }
+    cloud-init: true
+    description: web machines
+systems:
+  vm-1:
+    type: web
+    description: a test machine
+    hypervisor: { uri: "test:///default", pool: default-pool, network: default }
+    machine: { cpu: 2, ram: 1024, disk: 10, image: base.img, os: debian-12, user: root, hostname: vm-1, ip: 127.0.0.9 }'
+
+bad_hosts unknown-transport 'groups:
+  web: { transport: carrier-pigeon, hosts: [a] }'
+bad_hosts group-without-hosts 'groups:
+  web: { transport: local }'
+bad_hosts port-out-of-range 'groups:
+  web: { hosts: [ { name: a, port: 70000 } ] }'
+bad_hosts host-without-name 'groups:
+  web: { hosts: [ { address: 127.0.0.1 } ] }'
+bad_hosts bad-host-name 'groups:
+  web: { transport: local, hosts: [ "-rf" ] }'
+bad_hosts unknown-top-key 'hosts:
+  web: { hosts: [a] }'
+bad_hosts system-without-hypervisor 'types: { t: }
+systems:
+  vm: { type: t, machine: { cpu: 1 } }'
+bad_hosts machine-unknown-key 'types: { t: }
+systems:
+  vm: { type: t, hypervisor: { uri: "test:///default" }, machine: { gpu: 1 } }'
+bad_hosts ram-too-small 'types: { t: }
+systems:
+  vm: { type: t, hypervisor: { uri: "test:///default" }, machine: { ram: 1 } }'
+
+test_done
