@@ -1,2 +1,148 @@
+/*
+ * unit-table.c: the result table: rows, extra columns in first-seen
+ * order, binary-safe values, and table_keep.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "table.h"
 #include "tap.h"
-int main(void){ok(1,"x");return tap_done();}
+
+static void
+test_add(void)
+{
+	struct table	*t = table_new();
+	struct row	*r;
+	size_t		 i, len;
+	char		 name[32];
+
+	r = table_add(t, "web-1", ROW_HOST, "web");
+	is_str(r->target, "web-1", "table_add keeps the target");
+	is_str(r->group, "web", "table_add keeps the group");
+	ok(r->status == ST_OK && r->code == 0 && r->out.len == 0 &&
+	    r->err.len == 0, "a new row is ok with empty output");
+	r = table_add(t, "demo-1", ROW_SYSTEM, NULL);
+	is_str(r->group, "", "a NULL group reads as empty");
+	is_str(row_value(r, "kind", &len), "system", "kind of a system row");
+	ok(len == 6, "row_value gives the length");
+	/* Past the first growth of the row array (16). */
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof name, "h-%zu", i);
+		table_add(t, name, ROW_HOST, "g");
+	}
+	ok(t->n == 102, "102 rows after 102 adds");
+	is_str(t->rows[0]->target, "web-1", "rows keep their order (first)");
+	is_str(t->rows[101]->target, "h-99", "rows keep their order (last)");
+	table_free(t);
+}
+
+static void
+test_columns(void)
+{
+	struct table		*t = table_new();
+	struct row		*a, *b;
+	const struct buf	*v;
+	size_t			 len;
+
+	a = table_add(t, "a", ROW_HOST, "g");
+	b = table_add(t, "b", ROW_HOST, "g");
+	row_sets(t, b, "os", "debian");
+	row_sets(t, a, "ip", "10.0.0.1");
+	row_sets(t, a, "os", "alpine");
+	row_sets(t, b, "kernel", "6.1");
+	ok(t->ncols == 3, "three extra columns");
+	is_str(t->cols[0], "os", "first-seen order: os first");
+	is_str(t->cols[1], "ip", "first-seen order: ip second");
+	is_str(t->cols[2], "kernel", "first-seen order: kernel third");
+	is_str(row_get(a, "os")->data, "alpine", "row_get reads the value");
+	ok(row_get(a, "kernel") == NULL, "a column a row never set is NULL");
+	ok(row_value(a, "kernel", &len) == NULL,
+	    "row_value of an unset column is NULL");
+	row_sets(t, a, "os", "alpine 3.20");
+	v = row_get(a, "os");
+	is_str(v->data, "alpine 3.20", "setting again replaces the value");
+	ok(v->len == 11, "and its length");
+	ok(t->ncols == 3 && a->ncols == 2, "without adding a column");
+	row_sets(t, a, "empty", "");
+	v = row_get(a, "empty");
+	ok(v != NULL && v->len == 0, "an empty value is set, not absent");
+	is_str(row_value(a, "target", &len), "a", "row_value of target");
+	is_str(row_value(a, "status", &len), "ok", "row_value of status");
+	a->code = -15;
+	is_str(row_value(a, "code", &len), "-15", "row_value of code");
+	ok(column_is_fixed("stdout") && column_is_fixed("duration_ms") &&
+	    !column_is_fixed("os"), "column_is_fixed");
+	table_free(t);
+}
+
+static void
+test_binary(void)
+{
+	static const char	 bytes[] = "a\0b\0\xff\xfe\n\0";
+	struct table		*t = table_new();
+	struct row		*r;
+	const struct buf	*v;
+	const char		*s;
+	char			*big;
+	size_t			 len = 0, n = 1 << 20;
+
+	r = table_add(t, "x", ROW_HOST, "g");
+	row_set(t, r, "blob", bytes, sizeof bytes);
+	v = row_get(r, "blob");
+	ok(v->len == sizeof bytes, "a value with NUL bytes keeps its length");
+	ok(memcmp(v->data, bytes, sizeof bytes) == 0,
+	    "and every byte");
+	ok(v->data[v->len] == '\0', "and is NUL-terminated past its end");
+	buf_add(&r->out, bytes, sizeof bytes);
+	s = row_value(r, "stdout", &len);
+	ok(len == sizeof bytes && memcmp(s, bytes, len) == 0,
+	    "stdout is binary-safe through row_value");
+	/* A large value, past any fixed-size buffer. */
+	big = malloc(n);
+	memset(big, 'z', n);
+	big[n / 2] = '\0';
+	row_set(t, r, "big", big, n);
+	v = row_get(r, "big");
+	ok(v->len == n && memcmp(v->data, big, n) == 0,
+	    "a 1 MiB value with a NUL in the middle is kept whole");
+	free(big);
+	table_free(t);
+}
+
+static void
+test_keep(void)
+{
+	struct table	*t = table_new();
+	unsigned char	 keep[5] = { 0, 1, 0, 1, 1 };
+	unsigned char	 none[3] = { 0, 0, 0 };
+	char		 name[8];
+	size_t		 i;
+
+	for (i = 0; i < 5; i++) {
+		snprintf(name, sizeof name, "r%zu", i);
+		row_sets(t, table_add(t, name, ROW_HOST, "g"), "i", name);
+	}
+	table_keep(t, keep);
+	ok(t->n == 3, "table_keep keeps three of five");
+	is_str(t->rows[0]->target, "r1", "in order: r1");
+	is_str(t->rows[1]->target, "r3", "in order: r3");
+	is_str(t->rows[2]->target, "r4", "in order: r4");
+	is_str(row_get(t->rows[2], "i")->data, "r4",
+	    "kept rows keep their columns");
+	ok(t->ncols == 1, "the table keeps its column names");
+	table_keep(t, none);
+	ok(t->n == 0, "keeping none leaves an empty table");
+	table_add(t, "again", ROW_HOST, "g");
+	ok(t->n == 1, "an emptied table takes rows again");
+	table_free(t);
+}
+
+int
+main(void)
+{
+	test_add();
+	test_columns();
+	test_binary();
+	test_keep();
+	return tap_done();
+}
