@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "ssh.h"
 
 static const char usage_text[] =
 "usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
@@ -122,6 +123,10 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
 		num = xasprintf("%s%zu", prefix, i + 1);
 		fprintf(f, "  %-6s %s  (%s:%d:%d)\n", num, b.data, p->file,
 		    p->stages[i].where->line, p->stages[i].where->col);
+		if (p->stages[i].entry->flags & STAGE_DESTRUCTIVE)
+			fprintf(f, "  %-6s destructive: would %s (asks "
+			    "first; --yes when not on a terminal)\n", "",
+			    p->stages[i].entry->summary);
 		if (p->stages[i].sub != NULL) {
 			char	*sub = xasprintf("%s.", num);
 
@@ -348,6 +353,9 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc == 0)
 		return usage_error("%s", "no pipeline given");
+	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0)
+		return usage_error("unable to read ssh config '%s': %s",
+		    opt.ssh_config, strerror(errno));
 	ov.used = xcalloc(ov.n + 1, 1);
 
 	/* Load and check everything first: nothing runs on bad input. */
@@ -446,6 +454,7 @@ main(int argc, char **argv)
 		status = EXIT_UNREACH;
 out:
 	virt_close(&run);
+	ssh_cleanup(&run);
 	for (i = 0; i < npl; i++) {
 		pipeline_free(pl[i]);
 		free(targets[i]);

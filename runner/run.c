@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "ssh.h"
 
 volatile sig_atomic_t run_interrupted;
 
@@ -73,17 +74,20 @@ unavailable(struct job *j, const char *transport)
 int
 run_jobs(struct run *run, struct job *jobs, size_t n)
 {
-	struct job	**local;
-	size_t		  i, nlocal = 0;
+	struct job	**local, **ssh;
+	size_t		  i, nlocal = 0, nssh = 0;
 	int		  r = 0;
 
 	local = xcalloc(n, sizeof *local);
+	ssh = xcalloc(n, sizeof *ssh);
 	for (i = 0; i < n; i++) {
 		switch (jobs[i].row->host->group->transport) {
 		case TR_LOCAL:
 			local[nlocal++] = &jobs[i];
 			break;
 		case TR_SSH:
+			ssh[nssh++] = &jobs[i];
+			break;
 		case TR_AGENT:
 			unavailable(&jobs[i], transport_name(
 			    jobs[i].row->host->group->transport));
@@ -92,7 +96,10 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 	}
 	if (nlocal > 0)
 		r = local_run(run, local, nlocal);
+	if (nssh > 0 && ssh_run(run, ssh, nssh) != 0)
+		r = -1;
 	free(local);
+	free(ssh);
 	return r;
 }
 

@@ -21,6 +21,7 @@ enum color_mode {
 };
 
 struct virt;
+struct ssh_cache;
 
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
@@ -43,6 +44,7 @@ struct run {
 	int			 saw_failed;
 	int			 saw_unreachable;
 	struct virt		*virt;	/* libvirt connections, per URI */
+	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
 };
 
 /* One remote operation on one row's target, filled in by a transport. */
@@ -50,6 +52,8 @@ struct job {
 	struct row	*row;
 	char		*command;	/* for /bin/sh -c on the target */
 	int		 timeout;	/* seconds; 0: none */
+	const char	*input;		/* stdin of the command (ssh) */
+	size_t		 input_len;
 };
 
 extern volatile sig_atomic_t run_interrupted;

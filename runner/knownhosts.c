@@ -1,0 +1,320 @@
+/*
+ * knownhosts.c: host key checking for the ssh transport. One collection
+ * per group (its known-hosts files, ~/.ssh/known_hosts and the system
+ * file), read once per run with libssh2's parser, which handles
+ * [host]:port and hashed entries. A file that cannot be read makes the
+ * group fail closed; accept-new appends unknown keys under a lock, one
+ * line in one write, so concurrent runs never interleave lines.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inventory.h"
+#include "knownhosts.h"
+#include "ssh.h"
+
+#define SYSTEM_KNOWN_HOSTS	"/etc/ssh/ssh_known_hosts"
+
+struct known_hosts {
+	LIBSSH2_SESSION		*owner;	/* libssh2 wants one; never connected */
+	LIBSSH2_KNOWNHOSTS	*kh;
+	char			*write_file;	/* where accept-new records */
+	char			*unreadable;	/* why we must fail closed */
+	char			**revoked;	/* base64 keys of @revoked lines */
+	size_t			 nrevoked;
+};
+
+static char *
+dir_of(const char *file)
+{
+	const char	*slash;
+
+	if (file == NULL || (slash = strrchr(file, '/')) == NULL)
+		return xstrdup(".");
+	return xstrndup(file, (size_t)(slash - file) + (slash == file));
+}
+
+/* The key field of "@revoked HOSTS TYPE KEY". */
+static void
+add_revoked(struct known_hosts *k, char *line)
+{
+	char	*w[4], *save = NULL, *p;
+	int	 n = 0;
+
+	for (p = strtok_r(line, " \t", &save); p != NULL && n < 4;
+	    p = strtok_r(NULL, " \t", &save))
+		w[n++] = p;
+	if (n < 4)
+		return;
+	k->revoked = xreallocarray(k->revoked, k->nrevoked + 1,
+	    sizeof *k->revoked);
+	k->revoked[k->nrevoked++] = xstrdup(w[3]);
+}
+
+/*
+ * Reads one file line by line: libssh2_knownhost_readfile gives up on the
+ * first line it does not understand (an sk- key, a certificate authority),
+ * which would turn one odd line into "every host unknown".
+ */
+static int
+read_file(struct known_hosts *k, const char *file, int optional)
+{
+	FILE	*f;
+	char	*line = NULL, *p;
+	size_t	 cap = 0;
+	ssize_t	 len;
+	int	 lineno = 0;
+
+	if ((f = fopen(file, "r")) == NULL) {
+		if (optional && errno == ENOENT)
+			return 0;
+		if (k->unreadable == NULL)
+			k->unreadable = xasprintf("unable to read known_hosts "
+			    "'%s': %s", file, strerror(errno));
+		return -1;
+	}
+	while ((len = getline(&line, &cap, f)) != -1) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' ||
+		    line[len - 1] == '\r' || line[len - 1] == ' '))
+			line[--len] = '\0';
+		for (p = line; *p == ' ' || *p == '\t'; p++)
+			;
+		if (*p == '\0' || *p == '#')
+			continue;
+		if (strncmp(p, "@revoked", 8) == 0) {
+			add_revoked(k, p);
+			continue;
+		}
+		if (*p == '@')
+			continue;	/* @cert-authority: no certificates */
+		if (libssh2_knownhost_readline(k->kh, p, strlen(p),
+		    LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+			log_debug("%s:%d: known_hosts line not understood; "
+			    "skipped", file, lineno);
+	}
+	free(line);
+	if (ferror(f) && k->unreadable == NULL)
+		k->unreadable = xasprintf("unable to read known_hosts '%s'",
+		    file);
+	fclose(f);
+	return 0;
+}
+
+/*
+ * The group's files, then the user's (ssh_config's UserKnownHostsFile or
+ * ~/.ssh/known_hosts), then the system's.
+ */
+struct known_hosts *
+known_hosts_load(const struct group *g, const char *user_file)
+{
+	struct known_hosts	*k;
+	char			*path, *base, *user;
+	size_t			 i;
+
+	k = xcalloc(1, sizeof *k);
+	if ((k->owner = libssh2_session_init()) == NULL ||
+	    (k->kh = libssh2_knownhost_init(k->owner)) == NULL) {
+		k->unreadable = xstrdup("unable to set up known_hosts "
+		    "checking");
+		return k;
+	}
+	base = dir_of(g->where != NULL ? g->where->file : NULL);
+	user = ssh_expand_path(user_file != NULL ? user_file :
+	    "~/.ssh/known_hosts", NULL);
+	for (i = 0; i < g->nknown_hosts; i++) {
+		path = ssh_expand_path(g->known_hosts[i], base);
+		/* accept-new creates the file it records into. */
+		read_file(k, path, g->hostkeys == HK_ACCEPT_NEW && i == 0);
+		if (i == 0)
+			k->write_file = path;
+		else
+			free(path);
+	}
+	read_file(k, user, 1);
+	read_file(k, SYSTEM_KNOWN_HOSTS, 1);
+	if (k->write_file == NULL)
+		k->write_file = user;
+	else
+		free(user);
+	free(base);
+	return k;
+}
+
+void
+known_hosts_free(struct known_hosts *k)
+{
+	size_t	i;
+
+	if (k == NULL)
+		return;
+	if (k->kh != NULL)
+		libssh2_knownhost_free(k->kh);
+	if (k->owner != NULL)
+		libssh2_session_free(k->owner);
+	for (i = 0; i < k->nrevoked; i++)
+		free(k->revoked[i]);
+	free(k->revoked);
+	free(k->write_file);
+	free(k->unreadable);
+	free(k);
+}
+
+static int
+key_bit(int type)
+{
+	switch (type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA:
+		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+	case LIBSSH2_HOSTKEY_TYPE_DSS:
+		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+	case LIBSSH2_HOSTKEY_TYPE_ED25519:
+		return LIBSSH2_KNOWNHOST_KEY_ED25519;
+	}
+	return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+}
+
+/* The algorithm name that opens every ssh key blob ("ssh-ed25519"). */
+static char *
+key_type_name(const unsigned char *key, size_t len)
+{
+	uint32_t	n;
+
+	if (len < 4)
+		return xstrdup("unknown");
+	n = (uint32_t)key[0] << 24 | (uint32_t)key[1] << 16 |
+	    (uint32_t)key[2] << 8 | key[3];
+	if (n == 0 || n > 64 || n > len - 4)
+		return xstrdup("unknown");
+	return xstrndup((const char *)key + 4, n);
+}
+
+static int
+append_line(const char *file, const char *line, char **reason)
+{
+	char		*dir;
+	struct stat	 sb;
+	int		 fd, r = 0;
+	size_t		 len = strlen(line);
+
+	dir = dir_of(file);
+	if (stat(dir, &sb) == -1 && errno == ENOENT)
+		mkdir(dir, 0700);
+	free(dir);
+	if ((fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600)) == -1) {
+		*reason = xasprintf("unable to record the host key in '%s': "
+		    "%s", file, strerror(errno));
+		return -1;
+	}
+	/* The lock orders us with other reops-run processes; O_APPEND and
+	 * one write keep each line whole for readers such as ssh(1). */
+	if (flock(fd, LOCK_EX) == -1 ||
+	    write(fd, line, len) != (ssize_t)len || fsync(fd) == -1) {
+		*reason = xasprintf("unable to record the host key in '%s': "
+		    "%s", file, strerror(errno));
+		r = -1;
+	}
+	close(fd);
+	return r;
+}
+
+int
+known_hosts_check(struct known_hosts *k, LIBSSH2_SESSION *s,
+    const char *addr, int port, enum hostkeys policy, char **reason)
+{
+	const unsigned char	*key;
+	struct libssh2_knownhost *found = NULL;
+	unsigned char		 digest[32];
+	struct sha256		 ctx;
+	struct buf		 fp, b64, line;
+	char			*name, *type;
+	size_t			 len, i;
+	int			 ktype, r, ret = -1;
+
+	*reason = NULL;
+	if (policy == HK_OFF)
+		return 0;
+	if ((key = (const unsigned char *)libssh2_session_hostkey(s, &len,
+	    &ktype)) == NULL) {
+		*reason = xstrdup("the server sent no host key");
+		return -1;
+	}
+	name = port == 22 ? xstrdup(addr) : xasprintf("[%s]:%d", addr, port);
+	type = key_type_name(key, len);
+	buf_init(&fp);
+	buf_init(&b64);
+	buf_init(&line);
+	sha256_init(&ctx);
+	sha256_update(&ctx, key, len);
+	sha256_final(&ctx, digest);
+	buf_adds(&fp, "SHA256:");
+	base64_encode(&fp, digest, sizeof digest, 0);
+	base64_encode(&b64, key, len, 1);
+
+	if (k->unreadable != NULL) {
+		*reason = xasprintf("%s; refusing %s (%s %s)", k->unreadable,
+		    name, type, fp.data);
+		goto out;
+	}
+	for (i = 0; i < k->nrevoked; i++) {
+		if (strcmp(k->revoked[i], b64.data) == 0) {
+			*reason = xasprintf("host key of %s is revoked (%s %s)",
+			    name, type, fp.data);
+			goto out;
+		}
+	}
+	r = libssh2_knownhost_checkp(k->kh, addr, port == 22 ? -1 : port,
+	    (const char *)key, len, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+	    LIBSSH2_KNOWNHOST_KEYENC_RAW | key_bit(ktype), &found);
+	switch (r) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		ret = 0;
+		break;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		*reason = xasprintf("host key of %s has changed: the server "
+		    "offers %s %s, known_hosts has another; refusing (possible "
+		    "man-in-the-middle)", name, type, fp.data);
+		break;
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		if (policy != HK_ACCEPT_NEW) {
+			*reason = xasprintf("host key of %s is not known (%s "
+			    "%s); add it to known_hosts or use host-keys: "
+			    "accept-new", name, type, fp.data);
+			break;
+		}
+		buf_printf(&line, "%s %s %s\n", name, type, b64.data);
+		if (append_line(k->write_file, line.data, reason) != 0)
+			break;
+		libssh2_knownhost_addc(k->kh, name, NULL, (const char *)key,
+		    len, NULL, 0, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+		    LIBSSH2_KNOWNHOST_KEYENC_RAW | key_bit(ktype), NULL);
+		log_info("%s: recorded host key %s %s in %s", name, type,
+		    fp.data, k->write_file);
+		ret = 0;
+		break;
+	default:
+		*reason = xasprintf("unable to check the host key of %s (%s "
+		    "%s)", name, type, fp.data);
+		break;
+	}
+out:
+	free(name);
+	free(type);
+	buf_free(&fp);
+	buf_free(&b64);
+	buf_free(&line);
+	return ret;
+}
