@@ -28,7 +28,7 @@ const char inventory_default[] =
 	"    type: demo\n"
 	"    hypervisor: { uri: \"test:///default\", pool: default-pool,"
 	" network: default }\n"
-	"    machine: { cpu: 1, ram: 256, image: demo-base.img }\n";
+	"    machine: { cpu: 1, ram: 256, disk: 1 }\n";
 
 static const char *const top_keys[] = { "groups", "types", "systems", NULL };
 static const char *const group_keys[] = { "transport", "auth", "host-keys",

@@ -17,7 +17,7 @@ destroy_system(struct run *run, struct stage *st, struct table *t)
 const struct stage_entry stage_destroy_entry = {
 	.name = "destroy",
 	.usage = "destroy",
-	.summary = "force off, undefine and delete the volumes of each system",
+	.summary = "force off and undefine each system, delete its volumes",
 	.keys = destroy_keys,
 	.flags = STAGE_DESTRUCTIVE,
 	.system = destroy_system,

@@ -19,7 +19,7 @@ stop_system(struct run *run, struct stage *st, struct table *t)
 const struct stage_entry stage_stop_entry = {
 	.name = "stop",
 	.usage = "stop: { timeout: SECONDS }",
-	.summary = "shut each system down; force it off after the timeout",
+	.summary = "shut each system down, forcing it off after the timeout",
 	.shorthand = "timeout",
 	.keys = stop_keys,
 	.flags = STAGE_DESTRUCTIVE,

@@ -1053,7 +1053,7 @@ virt_shutdown(struct virt_op *op)
 		buf_adds(&op->note, "forced off (no graceful shutdown)");
 		return 0;
 	}
-	buf_adds(&op->note, "shut down");
+	op->asked = 1;
 	return 0;
 }
 
@@ -1255,6 +1255,8 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 				continue;
 			w[i].done = 1;
 			left--;
+			if (ops[i].asked)
+				buf_adds(&ops[i].note, "shut down");
 		}
 		if (left == 0 || now_ms() >= deadline)
 			break;
@@ -1275,8 +1277,8 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 			buf_printf(&ops[i].row->err, "reops-run: %s\n",
 			    ops[i].e.msg);
 		} else
-			buf_printf(&ops[i].note, "; did not shut down within "
-			    "%ds, forced off", secs);
+			buf_printf(&ops[i].note, "still running %ds after the "
+			    "shutdown request; forced off", secs);
 	}
 	free(w);
 }

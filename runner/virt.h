@@ -47,6 +47,7 @@ struct virt_op {
 	struct buf		 note;	/* what was done, for stdout */
 	struct err		 e;
 	int			 code;	/* when the operation fails */
+	int			 asked;	/* a shutdown was requested */
 };
 
 typedef int (*virt_fn)(struct virt_op *);
