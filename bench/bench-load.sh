@@ -1,0 +1,131 @@
+#!/bin/bash
+# bench/bench-load.sh: how long `reops-run --check` takes, and how much
+# memory, to load a pipeline of 10,000 stages and an inventory of 100,000
+# hosts. The files are generated into a temporary directory (never kept).
+#
+#   bench/bench-load.sh [REOPS_RUN] [RUNS]
+#
+# Use a build without sanitizers, e.g.
+#   mkdir /tmp/build-bench && cd /tmp/build-bench &&
+#   /path/to/configure -q && make reops-run &&
+#   /path/to/bench/bench-load.sh ./reops-run
+# Needs GNU time (/usr/bin/time; Debian package "time"). Prints one line per
+# case: the best wall time of RUNS runs and the peak RSS of that run.
+set -eu
+
+REOPS_RUN=${1:-${REOPS_RUN:-./reops-run}}
+RUNS=${2:-5}
+STAGES=10000
+HOSTS=100000
+FILES=4
+PER_GROUP=500
+
+if [ ! -x /usr/bin/time ]; then
+	echo "bench-load: /usr/bin/time is missing (apt-get install time)" >&2
+	exit 2
+fi
+if [ ! -x "$REOPS_RUN" ]; then
+	echo "bench-load: no reops-run at '$REOPS_RUN'" >&2
+	exit 2
+fi
+
+work=$(mktemp -d /tmp/bench-load.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# The big pipeline: every stage kind the loader checks, with params to
+# expand, row variables, shorthands and mappings, and regexes to compile.
+awk -v n="$STAGES" 'BEGIN {
+	print "pipeline: big"
+	print "description: a pipeline of " n " stages, for the loading bench"
+	print "hosts: all"
+	print "params:"
+	print "  dir: /tmp"
+	print "  msg: hello"
+	print "stages:"
+	for (i = 0; i < n; i++) {
+		k = i % 5
+		if (k == 0)
+			printf "  - exec: echo ${msg} %d from ${target}\n", i
+		else if (k == 1)
+			printf "  - ls: { path: \"${dir}\", flags: -la, timeout: 30 }\n"
+		else if (k == 2)
+			printf "  - pick: { column: stdout, match: \"^line %d [a-z]+$\", invert: false }\n", i
+		else if (k == 3)
+			printf "  - exec:\n      command: \"test -d ${dir}/%d || true\"\n      timeout: 10\n", i
+		else
+			print "  - pick: successful"
+	}
+}' >"$work/big.yaml"
+
+cat >"$work/small.yaml" <<'EOF'
+pipeline: small
+hosts: all
+stages:
+  - ls: /
+  - pick: successful
+  - exec: uptime
+EOF
+
+mkdir "$work/small.d" "$work/big.d"
+cat >"$work/small.d/00-local.yaml" <<'EOF'
+groups:
+  local:
+    transport: local
+    hosts: [localhost, worker-1, worker-2]
+EOF
+
+# The big inventory: FILES files of groups of PER_GROUP hosts; one host in
+# ten is a mapping with an address and a port, as real inventories have.
+awk -v hosts="$HOSTS" -v files="$FILES" -v per="$PER_GROUP" \
+    -v dir="$work/big.d" 'BEGIN {
+	per_file = hosts / files
+	h = 0
+	for (f = 0; f < files; f++) {
+		out = sprintf("%s/%02d-hosts.yaml", dir, f)
+		print "groups:" >out
+		for (g = 0; g < per_file / per; g++) {
+			printf "  g%d-%d:\n", f, g >out
+			print "    transport: ssh" >out
+			print "    auth: { user: deploy, key: ~/.ssh/id_ed25519, port: 22 }" >out
+			print "    host-keys: accept-new" >out
+			print "    hosts:" >out
+			for (i = 0; i < per; i++) {
+				if (h % 10 == 0)
+					printf "      - { name: host-%d.example.com, address: 10.%d.%d.%d, port: 2222 }\n", h, int(h / 65536) % 256, int(h / 256) % 256, h % 256 >out
+				else
+					printf "      - host-%d.example.com\n", h >out
+				h++
+			}
+		}
+		close(out)
+	}
+}'
+
+printf 'generated: %s stages (%s bytes); %s hosts in %s files (%s bytes)\n' \
+    "$STAGES" "$(wc -c <"$work/big.yaml")" "$HOSTS" "$FILES" \
+    "$(cat "$work"/big.d/*.yaml | wc -c)"
+
+# measure NAME INVENTORY PIPELINE: best of RUNS.
+measure () {
+	best=
+	for _ in $(seq "$RUNS"); do
+		/usr/bin/time -f '%e %M' -o "$work/time" \
+		    "$REOPS_RUN" --check -i "$2" "$3" >/dev/null 2>"$work/err" || {
+			echo "bench-load: $1 failed:" >&2
+			cat "$work/err" >&2
+			exit 1
+		}
+		read -r secs kb <"$work/time"
+		if [ -z "$best" ] || awk -v a="$secs" -v b="$best" \
+		    'BEGIN { exit !(a < b) }'; then
+			best=$secs
+			best_kb=$kb
+		fi
+	done
+	printf '%-44s %6.2f s %7.1f MB\n' "$1" "$best" \
+	    "$(awk -v k="$best_kb" 'BEGIN { print k / 1024 }')"
+}
+
+measure "10,000 stages, 3 hosts" "$work/small.d" "$work/big.yaml"
+measure "3 stages, 100,000 hosts" "$work/big.d" "$work/small.yaml"
+measure "10,000 stages, 100,000 hosts" "$work/big.d" "$work/big.yaml"
