@@ -26,7 +26,10 @@ struct pick {
 static int
 pick_prepare(struct stage *st, struct err *e)
 {
+	static const char *const statuses[] = { "successful", "failed",
+	    "unreachable", "skipped" };
 	const struct node	*status, *column, *match;
+	const char		*near;
 	struct pick		*pk;
 
 	status = stage_arg(st, "status");
@@ -54,6 +57,11 @@ pick_prepare(struct stage *st, struct err *e)
 			pk->status = ST_UNREACHABLE;
 		else if (strcmp(status->str, "skipped") == 0)
 			pk->status = ST_SKIPPED;
+		else if ((near = closest_name(status->str, statuses,
+		    nitems(statuses))) != NULL)
+			return node_err(e, status, "unknown status '%s' for "
+			    "stage 'pick'; did you mean '%s'?", status->str,
+			    near);
 		else
 			return node_err(e, status, "unknown status '%s' for "
 			    "stage 'pick'; expected successful, failed, "
