@@ -15,6 +15,7 @@ extern const struct stage_entry stage_ls_entry;
 extern const struct stage_entry stage_pick_entry;
 extern const struct stage_entry stage_pipeline_entry;
 extern const struct stage_entry stage_pretty_entry;
+extern const struct stage_entry stage_provision_entry;
 extern const struct stage_entry stage_reload_entry;
 extern const struct stage_entry stage_start_entry;
 extern const struct stage_entry stage_stop_entry;
@@ -31,6 +32,7 @@ const struct stage_entry *const stage_table[] = {
 	&stage_stop_entry,
 	&stage_reload_entry,
 	&stage_destroy_entry,
+	&stage_provision_entry,
 };
 const size_t stage_count = nitems(stage_table);
 

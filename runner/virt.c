@@ -45,6 +45,12 @@ struct vconn {
 struct virt {
 	struct vconn	*c;
 	size_t		 n;
+	/*
+	 * Hosts made up for provision: the ssh transport caches sessions by
+	 * host for the whole run, so they live until the run ends.
+	 */
+	struct host	**hosts;
+	size_t		  nhosts;
 };
 
 static void
@@ -142,8 +148,48 @@ virt_close(struct run *run)
 		free(v->c[i].error);
 	}
 	free(v->c);
+	for (i = 0; i < v->nhosts; i++) {
+		free((char *)v->hosts[i]->name);
+		free((char *)v->hosts[i]->address);
+		free(v->hosts[i]->group);
+		free(v->hosts[i]);
+	}
+	free(v->hosts);
 	free(v);
 	run->virt = NULL;
+}
+
+/*
+ * A host row's inventory entry for a system, so that host stages run on it
+ * over ssh with its type's auth: a group of its own per host, as the type
+ * may differ, freed by virt_close.
+ */
+struct host *
+virt_host(struct run *run, const struct system *s, const char *ip,
+    int pin)
+{
+	struct group	*g;
+	struct host	*h;
+	struct virt	*v;
+
+	if (run->virt == NULL)
+		run->virt = xcalloc(1, sizeof *run->virt);
+	v = run->virt;
+	g = xcalloc(1, sizeof *g);
+	g->name = s->type->name;
+	g->where = s->type->where;
+	g->transport = TR_SSH;
+	g->auth = s->type->auth;
+	g->hostkeys = pin ? HK_ACCEPT_NEW : HK_STRICT;
+	h = xcalloc(1, sizeof *h);
+	h->name = xstrdup(s->name);
+	h->address = xstrdup(ip);
+	h->user = s->machine.user;
+	h->group = g;
+	h->where = s->where;
+	v->hosts = xreallocarray(v->hosts, v->nhosts + 1, sizeof *v->hosts);
+	v->hosts[v->nhosts++] = h;
+	return h;
 }
 
 /* kvm when the hypervisor offers it, else qemu (TCG); test for test://. */

@@ -67,5 +67,7 @@ int	 virt_meta_read(virDomainPtr, struct virt_meta *);
 void	 virt_meta_free(struct virt_meta *);
 const char *virt_state_name(int);
 int	 virt_ip(virDomainPtr, const struct system *, char *, size_t);
+struct host *virt_host(struct run *, const struct system *, const char *,
+	    int);
 
 #endif
