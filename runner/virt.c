@@ -1324,6 +1324,12 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 	for (i = 0; i < n; i++) {
 		if (w[i].done)
 			continue;
+		if (run_interrupted) {
+			ops[i].row->status = ST_FAILED;
+			ops[i].row->code = 130;
+			buf_adds(&ops[i].row->err, "reops-run: interrupted\n");
+			continue;
+		}
 		if (want != WAIT_SHUTOFF) {
 			wait_failed(&w[i], secs);
 			continue;
