@@ -12,7 +12,7 @@
 #include "pipeline.h"
 #include "table.h"
 
-#define DEFAULT_FORKS	64
+#define DEFAULT_FORKS	256
 
 enum color_mode {
 	COLOR_AUTO,

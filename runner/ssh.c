@@ -721,21 +721,19 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 			row_unreachable(sl, c->reason);
 			return;
 		}
-		if (sl->job->command == NULL) {
-			/* ping: connected and authenticated is the answer */
-			row->status = ST_OK;
-			row->code = 0;
-			finish_slot(sl);
-			return;
-		}
 		sl->js = J_OPEN;
+	}
+	if (sl->job->command == NULL) {
+		/* ping: connected and authenticated is the answer */
+		row->status = ST_OK;
+		row->code = 0;
+		finish_slot(sl);
+		return;
 	}
 	if ((r = job_step(sl)) == 0)
 		return;
 	if (r > 0) {
-		if (row->status == ST_OK || row->status == ST_FAILED ||
-		    row->status == ST_UNREACHABLE)
-			finish_slot(sl);
+		finish_slot(sl);
 		return;
 	}
 	/* The session broke under a running command: it is of no more use. */

@@ -9,11 +9,15 @@
 
 extern const struct stage_entry stage_create_entry;
 extern const struct stage_entry stage_destroy_entry;
+extern const struct stage_entry stage_copy_entry;
 extern const struct stage_entry stage_exec_entry;
+extern const struct stage_entry stage_facts_entry;
 extern const struct stage_entry stage_json_entry;
 extern const struct stage_entry stage_ls_entry;
 extern const struct stage_entry stage_pick_entry;
+extern const struct stage_entry stage_ping_entry;
 extern const struct stage_entry stage_pipeline_entry;
+extern const struct stage_entry stage_pkg_entry;
 extern const struct stage_entry stage_pretty_entry;
 extern const struct stage_entry stage_provision_entry;
 extern const struct stage_entry stage_reload_entry;
@@ -23,6 +27,10 @@ extern const struct stage_entry stage_stop_entry;
 const struct stage_entry *const stage_table[] = {
 	&stage_ls_entry,
 	&stage_exec_entry,
+	&stage_copy_entry,
+	&stage_pkg_entry,
+	&stage_facts_entry,
+	&stage_ping_entry,
 	&stage_pick_entry,
 	&stage_pretty_entry,
 	&stage_json_entry,
