@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #define DEFAULT_STOP_S		60
 #define POLL_MS			200
 #define CONNECT_TRY_MS		300
+#define MAX_THREADS		16
 
 extern char **environ;
 
@@ -192,6 +194,8 @@ virt_host(struct run *run, const struct system *s, const char *ip,
 	return h;
 }
 
+static pthread_mutex_t	type_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* kvm when the hypervisor offers it, else qemu (TCG); test for test://. */
 static const char *
 virt_type(struct virt_op *op)
@@ -207,9 +211,14 @@ virt_type(struct virt_op *op)
 			c = &v->c[i];
 	if (c == NULL)
 		return NULL;
-	if (c->virttype[0] != '\0')
+	/* Creates run in threads; the first one asks, the others wait. */
+	pthread_mutex_lock(&type_lock);
+	if (c->virttype[0] != '\0') {
+		pthread_mutex_unlock(&type_lock);
 		return c->virttype;
+	}
 	if ((drv = virConnectGetType(op->conn)) == NULL) {
+		pthread_mutex_unlock(&type_lock);
 		virt_err(&op->e, "unable to ask '%s' for its driver",
 		    op->sys->hypervisor.uri);
 		return NULL;
@@ -224,11 +233,13 @@ virt_type(struct virt_op *op)
 		free(caps);
 		virResetLastError();
 	} else {
+		pthread_mutex_unlock(&type_lock);
 		err_set(&op->e, "hypervisor driver '%s' of '%s' is not "
 		    "supported (test and QEMU are)", drv,
 		    op->sys->hypervisor.uri);
 		return NULL;
 	}
+	pthread_mutex_unlock(&type_lock);
 	return c->virttype;
 }
 
@@ -1348,6 +1359,67 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 	free(w);
 }
 
+struct workers {
+	struct virt_op	*ops;
+	size_t		 n;
+	size_t		 next;
+	virt_fn		 fn;
+	pthread_mutex_t	 lock;
+};
+
+static void *
+worker(void *arg)
+{
+	struct workers	*w = arg;
+	struct virt_op	*op;
+	size_t		 i;
+
+	for (;;) {
+		pthread_mutex_lock(&w->lock);
+		i = run_interrupted ? w->n : w->next;
+		if (i < w->n)
+			w->next++;
+		pthread_mutex_unlock(&w->lock);
+		if (i >= w->n)
+			return NULL;
+		op = &w->ops[i];
+		if (op->act)
+			op->failed = w->fn(op) != 0;
+	}
+}
+
+/*
+ * Acts on every row, up to --forks (at most MAX_THREADS) at a time: on a
+ * real hypervisor a create takes a good part of a second, mostly waiting
+ * for it, and libvirt connections may be used from several threads. Each
+ * op touches only itself; rows and the table are written afterwards, here.
+ */
+static void
+act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
+{
+	struct workers	 w;
+	pthread_t	 tid[MAX_THREADS];
+	size_t		 i, nt;
+
+	nt = n < MAX_THREADS ? n : MAX_THREADS;
+	if (run->opt != NULL && (size_t)run->opt->forks < nt)
+		nt = (size_t)run->opt->forks;
+	memset(&w, 0, sizeof w);
+	w.ops = ops;
+	w.n = n;
+	w.fn = fn;
+	pthread_mutex_init(&w.lock, NULL);
+	/* This thread is one of them; ls has nothing to wait for. */
+	for (i = 0; fn != virt_nothing && i + 1 < nt; i++)
+		if (pthread_create(&tid[i], NULL, worker, &w) != 0)
+			break;
+	nt = fn != virt_nothing && nt > 1 ? i : 0;
+	worker(&w);
+	for (i = 0; i < nt; i++)
+		pthread_join(tid[i], NULL);
+	pthread_mutex_destroy(&w.lock);
+}
+
 /*
  * Runs FN on every system row still ok: connect (once per URI), look the
  * domain up, act; then wait for all of them; then refresh the columns.
@@ -1403,10 +1475,15 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 			}
 			virResetLastError();
 		}
-		if (fn(op) != 0) {
-			r->status = ST_FAILED;
-			r->code = op->code;
-			buf_printf(&r->err, "reops-run: %s\n", op->e.msg);
+		op->act = 1;
+	}
+	act_all(run, ops, n, fn);
+	for (i = 0; i < n; i++) {
+		if (ops[i].act && ops[i].failed) {
+			ops[i].row->status = ST_FAILED;
+			ops[i].row->code = ops[i].code;
+			buf_printf(&ops[i].row->err, "reops-run: %s\n",
+			    ops[i].e.msg);
 		}
 	}
 	if (want != WAIT_NONE && n > 0) {

@@ -48,6 +48,8 @@ struct virt_op {
 	struct err		 e;
 	int			 code;	/* when the operation fails */
 	int			 asked;	/* a shutdown was requested */
+	int			 act;	/* connected: the stage acts on it */
+	int			 failed;/* what it did failed (see e, code) */
 };
 
 typedef int (*virt_fn)(struct virt_op *);
