@@ -27,6 +27,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "ssh.h"
 #include "virt.h"
 
 #define DEFAULT_WAIT_S		300
@@ -696,14 +697,18 @@ read_file(const char *path, struct buf *b)
 	return r;
 }
 
-/* The type's public key: the private key's file name plus ".pub". */
+/*
+ * The type's public key: the private key's file name plus ".pub", found as
+ * the ssh transport finds the key itself (relative to the inventory file).
+ */
 static int
 public_key(struct virt_op *op, struct buf *key)
 {
-	const char	*k = op->sys->type->auth.key, *home;
-	char		*path;
-	size_t		 i;
-	int		 r;
+	const struct type	*ty = op->sys->type;
+	const char		*k = ty->auth.key, *slash;
+	char			*path, *base, *priv;
+	size_t			 i;
+	int			 r;
 
 	if (k == NULL) {
 		err_set(&op->e, "type '%s' asks for cloud-init but has no "
@@ -711,10 +716,15 @@ public_key(struct virt_op *op, struct buf *key)
 		    op->sys->type->name);
 		return -1;
 	}
-	if (k[0] == '~' && k[1] == '/' && (home = getenv("HOME")) != NULL)
-		path = xasprintf("%s%s.pub", home, k + 1);
-	else
-		path = xasprintf("%s.pub", k);
+	base = NULL;
+	if (ty->where != NULL && ty->where->file != NULL &&
+	    (slash = strrchr(ty->where->file, '/')) != NULL)
+		base = xstrndup(ty->where->file,
+		    (size_t)(slash - ty->where->file));
+	priv = ssh_expand_path(k, base);
+	path = xasprintf("%s.pub", priv);
+	free(priv);
+	free(base);
 	r = read_file(path, key);
 	if (r != 0 || key->len == 0)
 		err_set(&op->e, "unable to read public key '%s': %s", path,

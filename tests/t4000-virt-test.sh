@@ -294,6 +294,30 @@ time.sleep(60)
 	test_grep "^reops-run: not ready after 1s: ssh port $closed on 127.0.0.1 never opened$" why
 '
 
+test_expect_success 'cloud-init: the seed is built, but this driver takes no upload' '
+	ssh-keygen -q -t ed25519 -N "" -f ci-key &&
+	mkdir ci &&
+	cat >ci/ci.yaml <<-\EOF &&
+	types:
+	  ci: { cloud-init: true, auth: { user: u, key: ../ci-key } }
+	  nouser: { cloud-init: true }
+	  nokey: { cloud-init: true, auth: { user: u } }
+	systems:
+	  ci-1: { type: ci, hypervisor: { uri: "test:///default", pool: default-pool }, machine: { disk: 1 } }
+	  ci-2: { type: nouser, hypervisor: { uri: "test:///default", pool: default-pool }, machine: { disk: 1 } }
+	  ci-3: { type: nokey, hypervisor: { uri: "test:///default", pool: default-pool }, machine: { disk: 1 } }
+	EOF
+	printf "systems: all\nstages:\n  - create: running\n" >ci.yaml &&
+	test_exit 1 reops_run -i ci --json ci.yaml >out &&
+	json_get stderr out >actual &&
+	cat >expect <<-\EOF &&
+	reops-run: unable to upload the cloud-init seed to '"'"'ci-1-seed.iso'"'"': this function is not supported by the connection driver: virStorageVolUpload
+	reops-run: cloud-init needs a user: set '"'"'user'"'"' in the machine or '"'"'auth.user'"'"' in type '"'"'nouser'"'"'
+	reops-run: type '"'"'nokey'"'"' asks for cloud-init but has no '"'"'auth.key'"'"' whose public key to authorize
+	EOF
+	test_cmp expect actual
+'
+
 test_expect_success 'an unknown wait step is an error at load time' '
 	printf "systems: all\nstages:\n  - create: { wait: forever }\n" >w.yaml &&
 	test_exit 2 reops_run -i inv --check w.yaml 2>err &&
