@@ -22,6 +22,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +34,7 @@
 #define DEFAULT_WAIT_S		300
 #define DEFAULT_STOP_S		60
 #define POLL_MS			200
-#define CONNECT_TRY_MS		300
+#define CONNECT_TRY_MS		2000	/* then connect again */
 #define MAX_THREADS		16
 
 extern char **environ;
@@ -482,44 +483,36 @@ virt_ip(virDomainPtr dom, const struct system *s, char *ip, size_t len)
 	return found ? 0 : -1;
 }
 
-/* One non-blocking TCP connect with a short deadline: is the port open? */
+/*
+ * Starts a non-blocking TCP connect to the port: the fd to poll for
+ * POLLOUT, or -1 when it could not start. *open is set when it connected
+ * at once (loopback can).
+ */
 static int
-port_open(const char *ip, int port, int ms)
+port_connect(const char *ip, int port, int *open)
 {
 	struct addrinfo	 hints, *ai = NULL;
-	struct pollfd	 pfd;
-	socklen_t	 sl;
 	char		 serv[16];
-	int		 fd = -1, soerr = 0, ok = 0;
+	int		 fd;
 
+	*open = 0;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	snprintf(serv, sizeof serv, "%d", port);
 	if (getaddrinfo(ip, serv, &hints, &ai) != 0)
-		return 0;
+		return -1;
 	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1)
-		goto out;
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-		ok = 1;
-		goto out;
+	    SOCK_CLOEXEC, 0)) != -1) {
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			*open = 1;
+		else if (errno != EINPROGRESS) {
+			close(fd);
+			fd = -1;
+		}
 	}
-	if (errno != EINPROGRESS)
-		goto out;
-	pfd.fd = fd;
-	pfd.events = POLLOUT;
-	if (poll(&pfd, 1, ms) == 1) {
-		sl = sizeof soerr;
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-		    soerr == 0)
-			ok = 1;
-	}
-out:
-	if (fd != -1)
-		close(fd);
 	freeaddrinfo(ai);
-	return ok;
+	return fd;
 }
 
 static int
@@ -1249,6 +1242,8 @@ struct pending {
 	struct virt_op	*op;
 	enum virt_wait	 want;
 	enum virt_wait	 reached;	/* the last step that came */
+	int		 fd;		/* a connect to the ssh port, or -1 */
+	long long	 since;		/* when that connect started */
 	char		 ip[64];
 	int		 done;
 };
@@ -1258,7 +1253,7 @@ wait_step(struct pending *w)
 {
 	struct virt_op	*op = w->op;
 	enum virt_wait	 want = w->want;
-	int		 state;
+	int		 state, open;
 
 	state = dom_state(op->dom);
 	if (want == WAIT_SHUTOFF)
@@ -1273,10 +1268,70 @@ wait_step(struct pending *w)
 	w->reached = WAIT_IP;
 	if (want == WAIT_IP)
 		return 1;
-	if (!port_open(w->ip, ssh_port(op->sys), CONNECT_TRY_MS))
+	/* The connect goes on in the background; wait_all polls it. */
+	if (w->fd == -1) {
+		w->fd = port_connect(w->ip, ssh_port(op->sys), &open);
+		w->since = now_ms();
+		if (open) {
+			close(w->fd);
+			w->fd = -1;
+			w->reached = WAIT_SSH;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Polls every connect in flight for up to ms: a row whose connect
+ * succeeded is done; a refused or stale one is dropped, to try again.
+ */
+static size_t
+poll_ports(struct pending *w, size_t n, int ms)
+{
+	struct pollfd	*pfd;
+	struct timespec	 ts;
+	socklen_t	 sl;
+	size_t		 i, k, np = 0, done = 0;
+	int		 soerr;
+
+	pfd = xcalloc(n + 1, sizeof *pfd);
+	for (i = 0; i < n; i++) {
+		if (w[i].done || w[i].fd == -1)
+			continue;
+		pfd[np].fd = w[i].fd;
+		pfd[np++].events = POLLOUT;
+	}
+	if (np == 0) {
+		ts.tv_sec = ms / 1000;
+		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+		nanosleep(&ts, NULL);
+		free(pfd);
 		return 0;
-	w->reached = WAIT_SSH;
-	return 1;
+	}
+	if (poll(pfd, np, ms) < 0)
+		np = 0;
+	for (i = 0, k = 0; i < n && k < np; i++) {
+		if (w[i].done || w[i].fd == -1)
+			continue;
+		if (pfd[k++].revents == 0) {
+			if (now_ms() - w[i].since < CONNECT_TRY_MS)
+				continue;
+		} else {
+			soerr = -1;
+			sl = sizeof soerr;
+			if (getsockopt(w[i].fd, SOL_SOCKET, SO_ERROR, &soerr,
+			    &sl) == 0 && soerr == 0) {
+				w[i].reached = WAIT_SSH;
+				w[i].done = 1;
+				done++;
+			}
+		}
+		close(w[i].fd);
+		w[i].fd = -1;
+	}
+	free(pfd);
+	return done;
 }
 
 static void
@@ -1309,14 +1364,15 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 {
 	const char	*drv;
 	struct pending	*w;
-	struct timespec	 ts = { 0, POLL_MS * 1000000L };
-	long long	 deadline = now_ms() + (long long)secs * 1000;
+	struct timespec	 ts;
+	long long	 deadline = now_ms() + (long long)secs * 1000, ms, round;
 	size_t		 i, left = 0;
 
 	w = xcalloc(n, sizeof *w);
 	for (i = 0; i < n; i++) {
 		w[i].op = &ops[i];
 		w[i].want = want;
+		w[i].fd = -1;
 		/*
 		 * Nothing runs in the test driver's machines and its leases
 		 * are made up: ssh is waited for there only at a static ip,
@@ -1338,11 +1394,22 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 			if (ops[i].asked)
 				buf_adds(&ops[i].note, "shut down");
 		}
-		if (left == 0 || now_ms() >= deadline)
+		if (left == 0 || (ms = deadline - now_ms()) <= 0)
 			break;
-		nanosleep(&ts, NULL);
+		if (ms > POLL_MS)
+			ms = POLL_MS;
+		round = now_ms();
+		left -= poll_ports(w, n, (int)ms);
+		/* A refused connect returns at once: keep the pace anyway. */
+		if (left > 0 && (ms -= now_ms() - round) > 0) {
+			ts.tv_sec = 0;
+			ts.tv_nsec = (long)ms * 1000000L;
+			nanosleep(&ts, NULL);
+		}
 	}
 	for (i = 0; i < n; i++) {
+		if (w[i].fd != -1)
+			close(w[i].fd);
 		if (w[i].done)
 			continue;
 		if (run_interrupted) {
