@@ -103,7 +103,7 @@ test_expect_success 'a host stopped after it connected: the command times out (1
 '
 
 test_expect_success 'a slow command and the stage timeout: failed, code 124' '
-	pipeline p6.yaml web "exec: { command: \"sleep 30\", timeout: 1 }" &&
+	pipeline p6.yaml web "exec: { command: \"sleep 4\", timeout: 1 }" &&
 	timeout 60 "$REOPS_RUN" --json -l h1 p6.yaml >out;
 	test $? = 1 &&
 	test "$(json_get code out)" = 124
@@ -126,6 +126,18 @@ test_expect_success 'a stopped sshd that is killed mid-command: unreachable' '
 	reasons out >got &&
 	test_grep "^h1 unreachable: reops-run: connection to 127.0.0.2 port $SSH_PORT failed while running the command" got &&
 	test_grep "^h2 ok" got
+'
+
+test_expect_success 'SIGINT: rows in flight fail with 130, the rest are skipped' '
+	pipeline int.yaml web "exec: touch $TRASH/started.\${target}; exec sleep 5" &&
+	{ "$REOPS_RUN" --forks 2 int.yaml >out 2>err & pid=$!; } &&
+	i=0 && while [ ! -e started.h2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	kill -INT $pid &&
+	{ wait $pid; code=$?; } ; test $code = 130 &&
+	test_grep "^h1: failed code=130" out &&
+	test_grep "^h2: failed code=130" out &&
+	test_grep "^h3: skipped" out &&
+	! test -e started.h3
 '
 
 ssh_done
