@@ -362,9 +362,8 @@ virt_meta_free(struct virt_meta *m)
 int
 virt_meta_read(virDomainPtr dom, struct virt_meta *m)
 {
-	const char	*p, *end, *name, *local;
-	char		*xml;
-	size_t		 len;
+	char	*xml;
+	int	 r;
 
 	memset(m, 0, sizeof *m);
 	if ((xml = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
@@ -372,6 +371,19 @@ virt_meta_read(virDomainPtr dom, struct virt_meta *m)
 		virResetLastError();
 		return 0;
 	}
+	r = virt_meta_parse(xml, m);
+	free(xml);
+	return r;
+}
+
+/* The element as text: 1 when it names a system, else 0 (m is empty). */
+int
+virt_meta_parse(const char *xml, struct virt_meta *m)
+{
+	const char	*p, *end, *name, *local;
+	size_t		 len;
+
+	memset(m, 0, sizeof *m);
 	for (p = xml; (p = strchr(p, '<')) != NULL; p = end) {
 		if ((end = strchr(p, '>')) == NULL)
 			break;
@@ -400,7 +412,6 @@ virt_meta_read(virDomainPtr dom, struct virt_meta *m)
 			m->nvolumes++;
 		}
 	}
-	free(xml);
 	if (m->name == NULL) {
 		virt_meta_free(m);
 		return 0;

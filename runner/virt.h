@@ -66,6 +66,7 @@ int	 virt_destroy(struct virt_op *);
 int	 virt_nothing(struct virt_op *);
 
 int	 virt_meta_read(virDomainPtr, struct virt_meta *);
+int	 virt_meta_parse(const char *, struct virt_meta *);
 void	 virt_meta_free(struct virt_meta *);
 const char *virt_state_name(int);
 int	 virt_ip(virDomainPtr, const struct system *, char *, size_t);
