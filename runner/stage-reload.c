@@ -15,7 +15,7 @@ reload_one(struct virt_op *op)
 {
 	if (virt_destroy(op) != 0)
 		return -1;
-	buf_reset(&op->note);
+	buf_adds(&op->note, "; ");
 	return virt_create(op);
 }
 

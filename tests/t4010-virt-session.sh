@@ -150,7 +150,7 @@ test_expect_success 'start, then reload: a fresh domain, still ours' '
 	json_get state out >actual &&
 	test_cmp expect actual &&
 	json_get stdout out >said &&
-	test_grep "^created qs-1 on qemu:///session" said
+	test_grep "^destroyed; deleted volume $POOL/qs-1.qcow2; deleted volume $POOL/qs-1-seed.iso; created qs-1 on qemu:///session" said
 '
 
 test_expect_success 'destroy: undefined, its volumes gone, the base image kept' '
