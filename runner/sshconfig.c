@@ -215,6 +215,7 @@ ssh_config_load(const char *file, int must_exist, struct ssh_config **out,
 {
 	struct ssh_config	*c;
 
+	*out = NULL;
 	c = xcalloc(1, sizeof *c);
 	if (parse_file(c, file, must_exist, 0, e) != 0) {
 		ssh_config_free(c);
