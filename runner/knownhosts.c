@@ -276,9 +276,14 @@ known_hosts_check(struct known_hosts *k, LIBSSH2_SESSION *s,
 			goto out;
 		}
 	}
-	r = libssh2_knownhost_checkp(k->kh, addr, port == 22 ? -1 : port,
-	    (const char *)key, len, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-	    LIBSSH2_KNOWNHOST_KEYENC_RAW | key_bit(ktype), &found);
+	/*
+	 * By the name ssh(1) uses: "[addr]:port" off port 22. (Given the
+	 * port, libssh2 would also take a key recorded for plain "addr",
+	 * which is the host's port 22, perhaps another server.)
+	 */
+	r = libssh2_knownhost_checkp(k->kh, name, -1, (const char *)key, len,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    key_bit(ktype), &found);
 	switch (r) {
 	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
 		ret = 0;

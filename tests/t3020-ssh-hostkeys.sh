@@ -37,6 +37,13 @@ test_expect_success 'strict fails closed when a known_hosts file cannot be read'
 	test_grep "unable to read known_hosts .$TRASH/missing_known.: No such file or directory; refusing \[127.0.0.2\]:$SSH_PORT \(ssh-ed25519 $HOSTFP\)" out
 '
 
+test_expect_success 'a key recorded for the bare address does not vouch for another port' '
+	echo "127.0.0.2 $(cut -d" " -f1,2 "$SSH_KEYS/ssh_host_ed25519_key.pub")" >bare_known &&
+	ssh_group web h1 -- "known-hosts: $TRASH/bare_known" >hosts.d/web.yaml &&
+	test_exit 3 reops_run --json p.yaml >out &&
+	test_grep "host key of \[127.0.0.2\]:$SSH_PORT is not known" out
+'
+
 test_expect_success 'hashed known_hosts entries' '
 	cp "$SSH_KNOWN" hashed_known &&
 	ssh-keygen -q -H -f hashed_known 2>/dev/null &&
