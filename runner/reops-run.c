@@ -405,6 +405,14 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	for (i = 0; i < npl; i++) {
+		if (provision_preload(&run, pl[i], targets[i], ntargets[i],
+		    &e) != 0) {
+			print_error(&e);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
 	if (opt.check) {
 		for (i = 0; i < npl; i++)
 			print_plan(stdout, pl[i], targets[i], ntargets[i],
@@ -453,6 +461,7 @@ main(int argc, char **argv)
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;
 out:
+	provision_free(&run);
 	virt_close(&run);
 	ssh_cleanup(&run);
 	for (i = 0; i < npl; i++) {

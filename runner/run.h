@@ -22,6 +22,8 @@ enum color_mode {
 
 struct virt;
 struct ssh_cache;
+struct provision_set;
+struct target;
 
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
@@ -45,6 +47,7 @@ struct run {
 	int			 saw_unreachable;
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
+	struct provision_set	*provision; /* types' provision pipelines */
 };
 
 /* One remote operation on one row's target, filled in by a transport. */
@@ -67,6 +70,9 @@ int	row_timeout(const struct run *, const struct row *, int);
 
 int	local_run(struct run *, struct job **, size_t);
 void	virt_close(struct run *);
+int	provision_preload(struct run *, const struct pipeline *,
+	    const struct target *, size_t, struct err *);
+void	provision_free(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);
 void	print_json_row(FILE *, const struct table *, const struct row *);

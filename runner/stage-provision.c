@@ -13,6 +13,8 @@
 
 #include "virt.h"
 
+extern const struct stage_entry stage_provision_entry;
+
 static const struct stage_key provision_keys[] = {
 	{ NULL, 0, 0 }
 };
@@ -77,37 +79,139 @@ take_back(struct table *t, struct row *sr, const struct table *sub)
 		    hr->cols[i].value.len);
 }
 
-static int
-provision_type(struct run *run, struct table *t, const struct type *ty)
-{
-	struct overrides	 ov;
-	struct pipeline		*p = NULL;
-	struct table		*sub;
-	struct row		*sr, *hr;
-	struct err		 e;
-	const char		*ip, *managed;
-	char			*path;
-	size_t			 i, len;
-	int			 r = 0;
+/*
+ * Every provision pipeline that a run may need is loaded and checked with
+ * the others, before anything runs (provision_preload), so a bad one is
+ * an exit 2 and never a half-run lifecycle.
+ */
+struct provision_set {
+	const struct type	**types;
+	struct pipeline		**pipelines;
+	size_t			  n;
+};
 
-	memset(&ov, 0, sizeof ov);
+static int
+uses_provision(const struct pipeline *p)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nstages; i++) {
+		if (p->stages[i].entry == &stage_provision_entry)
+			return 1;
+		if (p->stages[i].sub != NULL &&
+		    uses_provision(p->stages[i].sub))
+			return 1;
+	}
+	return 0;
+}
+
+static struct pipeline *
+provision_pipeline(const struct run *run, const struct type *ty)
+{
+	size_t	i;
+
+	if (run->provision == NULL)
+		return NULL;
+	for (i = 0; i < run->provision->n; i++)
+		if (run->provision->types[i] == ty)
+			return run->provision->pipelines[i];
+	return NULL;
+}
+
+static int
+load_type_pipeline(struct run *run, const struct type *ty, struct err *e)
+{
+	struct provision_set	*ps;
+	struct overrides	 ov;
+	struct pipeline		*p;
+	char			*path;
+	int			 r;
+
+	if (ty->provision == NULL)
+		return node_err(e, ty->where, "type '%s' names no 'provision' "
+		    "pipeline, and a pipeline provisions its systems",
+		    ty->name);
 	if (ty->provision[0] == '/' || ty->provision_base == NULL)
 		path = xstrdup(ty->provision);
 	else
 		path = xasprintf("%s/%s", ty->provision_base, ty->provision);
-	if (pipeline_load(path, &ov, &p, &e) != 0 ||
-	    p->kind != SEL_HOSTS) {
-		if (p != NULL)
-			err_set(&e, "%s: a provision pipeline runs on "
-			    "'hosts', not 'systems'", path);
+	memset(&ov, 0, sizeof ov);
+	r = pipeline_load(path, &ov, &p, e);
+	if (r != 0 && !e->located)
+		node_err(e, ty->where, "provision pipeline of type '%s': %s",
+		    ty->name, e->msg);
+	else if (r == 0 && p->kind != SEL_HOSTS) {
+		err_at(e, p->file, 1, 1, "a provision pipeline runs on "
+		    "'hosts', not 'systems'");
+		pipeline_free(p);
+		r = -1;
+	}
+	free(path);
+	if (r != 0)
+		return -1;
+	if ((ps = run->provision) == NULL)
+		ps = run->provision = xcalloc(1, sizeof *ps);
+	ps->types = xreallocarray(ps->types, ps->n + 1, sizeof *ps->types);
+	ps->pipelines = xreallocarray(ps->pipelines, ps->n + 1,
+	    sizeof *ps->pipelines);
+	ps->types[ps->n] = ty;
+	ps->pipelines[ps->n] = p;
+	ps->n++;
+	return 0;
+}
+
+int
+provision_preload(struct run *run, const struct pipeline *p,
+    const struct target *t, size_t n, struct err *e)
+{
+	const struct type	*ty;
+	size_t			 i;
+
+	if (p->kind != SEL_SYSTEMS || !uses_provision(p))
+		return 0;
+	for (i = 0; i < n; i++) {
+		ty = t[i].system->type;
+		if (provision_pipeline(run, ty) == NULL &&
+		    load_type_pipeline(run, ty, e) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+void
+provision_free(struct run *run)
+{
+	size_t	i;
+
+	if (run->provision == NULL)
+		return;
+	for (i = 0; i < run->provision->n; i++)
+		pipeline_free(run->provision->pipelines[i]);
+	free(run->provision->types);
+	free(run->provision->pipelines);
+	free(run->provision);
+	run->provision = NULL;
+}
+
+static int
+provision_type(struct run *run, struct table *t, const struct type *ty)
+{
+	struct pipeline		*p;
+	struct table		*sub;
+	struct row		*sr, *hr;
+	const char		*ip, *managed;
+	size_t			 i, len;
+	int			 r = 0;
+
+	if ((p = provision_pipeline(run, ty)) == NULL) {
+		/* provision_preload saw to every type the targets have. */
 		for (i = 0; i < t->n; i++) {
 			sr = t->rows[i];
 			if (sr->status == ST_OK && sr->system != NULL &&
 			    sr->system->type == ty)
-				fail_row(sr, e.msg);
+				fail_row(sr, "no provision pipeline was loaded "
+				    "for this type");
 		}
-		pipeline_free(p);
-		free(path);
 		return 0;
 	}
 	sub = table_new();
@@ -122,8 +226,8 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 		hr->host = virt_host(run, sr->system, ip != NULL ? ip : "",
 		    managed != NULL && strcmp(managed, "yes") == 0);
 	}
-	log_debug("%s: provisioning %zu systems of type '%s'", path, sub->n,
-	    ty->name);
+	log_debug("%s: provisioning %zu systems of type '%s'", p->file,
+	    sub->n, ty->name);
 	if (sub->n > 0 && run_pipeline(run, p, sub) != 0)
 		r = -1;
 	for (i = 0; i < t->n; i++) {
@@ -133,8 +237,6 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 			take_back(t, sr, sub);
 	}
 	table_free(sub);
-	pipeline_free(p);
-	free(path);
 	return r;
 }
 

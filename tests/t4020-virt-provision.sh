@@ -112,14 +112,26 @@ test_expect_success 'a failing provision pipeline fails the row, with its code' 
 	test "$(json_get stdout out)" = "half way"
 '
 
-test_expect_success 'no provision pipeline, or no system: failed rows' '
+test_expect_success 'a type with no provision pipeline: exit 2, nothing runs' '
 	printf "systems: [bare-1, web-1]\nstages:\n  - provision\n" >none.yaml &&
-	test_exit 1 reops_run -i inv --json none.yaml >out 2>err &&
-	rows out >actual &&
-	printf "%s\n" "bare-1 failed 1" "web-1 failed 1" >expect &&
-	test_cmp expect actual &&
+	test_exit 2 reops_run -i inv --json none.yaml >out 2>err &&
+	test_grep "^inv/[^:]+:[0-9]+:[0-9]+: type .bare. names no .provision. pipeline" err &&
+	test ! -s out
+'
+
+test_expect_success 'a bad provision pipeline: exit 2, at its own line' '
+	mkdir -p inv2 &&
+	sed -e "s|provision: [^,}]*|provision: ../broken.yaml|" inv/*.yaml >inv2/all.yaml &&
+	printf "hosts: all\nstages:\n  - exce: true\n" >broken.yaml &&
+	printf "systems: [web-1]\nstages:\n  - provision\n" >one.yaml &&
+	test_exit 2 reops_run -i inv2 one.yaml >out 2>err &&
+	test_grep "^inv2/../broken.yaml:3:5: unknown stage .exce.; did you mean .exec.\?" err
+'
+
+test_expect_success 'a system that does not exist: a failed row' '
+	printf "systems: [web-1]\nstages:\n  - provision\n" >gone.yaml &&
+	test_exit 1 reops_run -i inv --json gone.yaml >out 2>err &&
 	json_get stderr out >why &&
-	test_grep "^reops-run: type .bare. names no .provision. pipeline$" why &&
 	test_grep "^reops-run: system .web-1. does not exist on " why
 '
 
