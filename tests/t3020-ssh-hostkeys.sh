@@ -6,6 +6,7 @@
 # [host]:port entries, ~/.ssh/known_hosts by default.
 . "$SRCDIR/tests/test-lib.sh"
 . "$SRCDIR/tests/lib-ssh.sh"
+SQ="'"
 
 ssh_hosts 3
 mkdir -p hosts.d
@@ -34,7 +35,9 @@ test_expect_success 'strict is the default: an unknown key is refused, fingerpri
 test_expect_success 'strict fails closed when a known_hosts file cannot be read' '
 	ssh_group web h1 -- "known-hosts: [$SSH_KNOWN, $TRASH/missing_known]" >hosts.d/web.yaml &&
 	test_exit 3 reops_run --json p.yaml >out &&
-	test_grep "unable to read known_hosts .$TRASH/missing_known.: No such file or directory; refusing \[127.0.0.2\]:$SSH_PORT \(ssh-ed25519 $HOSTFP\)" out
+	json_get stderr out >got &&
+	echo "reops-run: unable to read known_hosts ${SQ}$TRASH/missing_known${SQ}: No such file or directory; refusing [127.0.0.2]:$SSH_PORT (ssh-ed25519 $HOSTFP)" >want &&
+	test_cmp want got
 '
 
 test_expect_success 'a key recorded for the bare address does not vouch for another port' '
