@@ -306,8 +306,9 @@ known_hosts_check(struct known_hosts *k, LIBSSH2_SESSION *s,
 		libssh2_knownhost_addc(k->kh, name, NULL, (const char *)key,
 		    len, NULL, 0, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 		    LIBSSH2_KNOWNHOST_KEYENC_RAW | key_bit(ktype), NULL);
-		log_info("%s: recorded host key %s %s in %s", name, type,
-		    fp.data, k->write_file);
+		/* As ssh(1) does: a key trusted from now on is said aloud. */
+		log_warn("permanently added the host key of %s (%s %s) to %s",
+		    name, type, fp.data, k->write_file);
 		ret = 0;
 		break;
 	default:

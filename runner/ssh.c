@@ -525,6 +525,11 @@ conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 	case C_AUTH:
 		if ((r = auth_step(c, sl)) <= 0)
 			return r;
+		log_debug("%s: logged in as %s at %s port %d with %s%s%s",
+		    c->host->name, c->user, c->addr, c->port,
+		    c->agent_phase == 1 ? "ssh-agent" : "key '",
+		    c->agent_phase == 1 ? "" : c->keys[c->key_i],
+		    c->agent_phase == 1 ? "" : "'");
 		if (c->ag != NULL) {
 			libssh2_agent_disconnect(c->ag);
 			libssh2_agent_free(c->ag);

@@ -73,6 +73,7 @@ test_expect_success 'accept-new records unknown keys, one line each, then they a
 	reops_run --json p.yaml >out 2>err &&
 	test "$(json_get status out | sort -u)" = ok &&
 	test "$(wc -l <new_known)" = 3 &&
+	test "$(grep -c "^reops-run: warning: permanently added the host key of \[127.0.0.[234]\]:$SSH_PORT (ssh-ed25519 SHA256:" err)" = 3 &&
 	for i in 2 3 4; do
 		ssh-keygen -F "[127.0.0.$i]:$SSH_PORT" -f new_known >/dev/null ||
 		return 1
