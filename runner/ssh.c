@@ -104,6 +104,8 @@ struct ssh_cache {
 	struct known_hosts	**khs;
 	char			**khkeys;
 	size_t			 nkhs;
+	struct ssh_key		**keys;		/* each key file, read once */
+	size_t			 nkeys;
 	struct ssh_config	*cfg;
 	char			*cfg_error;
 };
@@ -159,6 +161,26 @@ known_for(struct ssh_cache *sc, const struct group *g, const char *file)
 	sc->khs[sc->nkhs] = k;
 	sc->khkeys[sc->nkhs++] = key;
 	hmap_set(&sc->known, key, k);
+	return k;
+}
+
+static const struct ssh_key *
+key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
+{
+	struct ssh_key	*k;
+	size_t		 i;
+
+	for (i = 0; i < sc->nkeys; i++) {
+		k = sc->keys[i];
+		if (strcmp(k->path, path) == 0 && (k->pass_env == NULL ?
+		    pass_env == NULL : pass_env != NULL &&
+		    strcmp(k->pass_env, pass_env) == 0))
+			return k;
+	}
+	k = xcalloc(1, sizeof *k);
+	ssh_key_load(k, path, pass_env);
+	sc->keys = xreallocarray(sc->keys, sc->nkeys + 1, sizeof *sc->keys);
+	sc->keys[sc->nkeys++] = k;
 	return k;
 }
 
@@ -360,10 +382,11 @@ tcp_try(struct conn *c, struct slot *sl)
 
 /* Agent identities first, then key files; each may take several calls. */
 static int
-auth_step(struct conn *c, struct slot *sl)
+auth_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 {
 	struct libssh2_agent_publickey	*next;
-	const char			*pass, *key;
+	const struct ssh_key		*k;
+	const char			*key;
 	unsigned int			 ulen = (unsigned int)strlen(c->user);
 	int				 r;
 
@@ -408,14 +431,17 @@ auth_step(struct conn *c, struct slot *sl)
 	}
 	for (; c->key_i < c->nkeys; c->key_i++) {
 		key = c->keys[c->key_i];
-		pass = c->pass_env != NULL ? getenv(c->pass_env) : NULL;
-		if (!c->in_auth && access(key, R_OK) != 0) {
+		k = key_for(sc, key, c->pass_env);
+		if (k->problem != NULL) {
+			/* Never the passphrase itself: where it was to come
+			 * from, at most. */
 			buf_printf(&c->tried, "%skey '%s' (%s)",
-			    c->tried.len ? ", " : "", key, strerror(errno));
+			    c->tried.len ? ", " : "", key, k->problem);
 			continue;
 		}
-		r = libssh2_userauth_publickey_fromfile_ex(c->s, c->user, ulen,
-		    NULL, key, pass != NULL ? pass : "");
+		r = libssh2_userauth_publickey_frommemory(c->s, c->user, ulen,
+		    NULL, 0, k->data.data, k->data.len, k->passphrase != NULL ?
+		    k->passphrase : "");
 		if (r == LIBSSH2_ERROR_EAGAIN) {
 			c->in_auth = 1;
 			return wait_dirs(sl, c->s);
@@ -424,16 +450,9 @@ auth_step(struct conn *c, struct slot *sl)
 		if (r == 0)
 			return 1;
 		if (r == LIBSSH2_ERROR_FILE) {
-			/* Never the passphrase itself: only where it was to
-			 * come from. */
-			if (c->pass_env != NULL && pass == NULL)
-				buf_printf(&c->tried, "%skey '%s' (passphrase "
-				    "variable '%s' is not set)", c->tried.len ?
-				    ", " : "", key, c->pass_env);
-			else
-				buf_printf(&c->tried, "%skey '%s' (unusable: "
-				    "wrong passphrase or unsupported format)",
-				    c->tried.len ? ", " : "", key);
+			buf_printf(&c->tried, "%skey '%s' (unusable: wrong "
+			    "passphrase or unsupported format)", c->tried.len ?
+			    ", " : "", key);
 			continue;
 		}
 		if (r == LIBSSH2_ERROR_SOCKET_SEND ||
@@ -523,7 +542,7 @@ conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 		c->state = C_AUTH;
 		/* FALLTHROUGH */
 	case C_AUTH:
-		if ((r = auth_step(c, sl)) <= 0)
+		if ((r = auth_step(sc, c, sl)) <= 0)
 			return r;
 		log_debug("%s: logged in as %s at %s port %d with %s%s%s",
 		    c->host->name, c->user, c->addr, c->port,
@@ -665,18 +684,30 @@ job_step(struct slot *sl)
 		sl->js = J_IO;
 		/* FALLTHROUGH */
 	case J_IO:
+		/* A command that ended without reading all of its input is
+		 * fed no more: its exit status says how it went. */
+		if (!sl->eof_sent && libssh2_channel_eof(sl->ch) == 1) {
+			sl->in_off = j->input_len;
+			sl->eof_sent = 1;
+		}
 		while (sl->in_off < j->input_len) {
 			w = libssh2_channel_write(sl->ch, j->input + sl->in_off,
 			    j->input_len - sl->in_off);
 			if (w == LIBSSH2_ERROR_EAGAIN)
 				break;
+			if (w == LIBSSH2_ERROR_CHANNEL_CLOSED ||
+			    w == LIBSSH2_ERROR_CHANNEL_EOF_SENT) {
+				sl->in_off = j->input_len;
+				sl->eof_sent = 1;
+				break;
+			}
 			if (w < 0)
 				return -1;
 			sl->in_off += (size_t)w;
 		}
 		if (sl->in_off == j->input_len && !sl->eof_sent) {
 			r = libssh2_channel_send_eof(sl->ch);
-			if (r == 0)
+			if (r == 0 || r == LIBSSH2_ERROR_CHANNEL_CLOSED)
 				sl->eof_sent = 1;
 			else if (r != LIBSSH2_ERROR_EAGAIN)
 				return -1;
@@ -684,8 +715,18 @@ job_step(struct slot *sl)
 		if ((e0 = drain(sl, 0, &rounds)) < 0 ||
 		    (e1 = drain(sl, 1, &rounds)) < 0)
 			return -1;
-		if (!(e0 && e1 && sl->eof_sent && libssh2_channel_eof(sl->ch)))
+		if (!(e0 && e1 && sl->eof_sent)) {
+			/*
+			 * Reading one stream may have pulled the other's data,
+			 * or the end of both, off the socket into libssh2's
+			 * queue: then there is nothing left for poll to wake
+			 * us on, so look again at once.
+			 */
+			if (libssh2_poll_channel_read(sl->ch, 1) == 1 ||
+			    libssh2_channel_eof(sl->ch) == 1)
+				sl->kick = 1;
 			return sl->kick ? 0 : wait_dirs(sl, s);
+		}
 		sl->js = J_CLOSE;
 		/* FALLTHROUGH */
 	case J_CLOSE:
@@ -961,6 +1002,11 @@ ssh_cleanup(struct run *run)
 	}
 	free(sc->khs);
 	free(sc->khkeys);
+	for (i = 0; i < sc->nkeys; i++) {
+		ssh_key_free(sc->keys[i]);
+		free(sc->keys[i]);
+	}
+	free(sc->keys);
 	free(sc->all);
 	hmap_free(&sc->conns);
 	hmap_free(&sc->known);

@@ -39,6 +39,18 @@ void	ssh_config_free(struct ssh_config *);
 char	*ssh_expand_path(const char *, const char *);
 const char *ssh_home(void);
 
+/* A private key file, read (and opened, if need be) once per run. */
+struct ssh_key {
+	char		*path;
+	char		*pass_env;
+	struct buf	 data;		/* the file, or the key it holds */
+	const char	*passphrase;	/* for libssh2, when it must open it */
+	char		*problem;	/* why it cannot be used, or NULL */
+};
+
+void	ssh_key_load(struct ssh_key *, const char *, const char *);
+void	ssh_key_free(struct ssh_key *);
+
 /* SHA-256, for copy's checksum; base64 for host key fingerprints. */
 struct sha256 {
 	uint32_t	h[8];
