@@ -30,6 +30,19 @@ test_expect_success "$N hosts, --forks 7: all ok, one login each per run" '
 	done
 '
 
+test_expect_success "$N hosts with a passphrase-protected key: opened once, all in" '
+	ssh_group locked $(seq -f "h%g" 1 $N) -- \
+	    "auth: { user: root, key: $SSH_KEYS/id_ed25519_enc, port: $SSH_PORT, passphrase-env: REOPS_TEST_PASS }" \
+	    "connect-timeout: 8" >locked.yaml &&
+	mkdir -p locked.d && mv locked.yaml locked.d/ &&
+	pipeline pl.yaml locked "exec: echo \${target}" &&
+	ls -d /dev/shm/reops-key.* 2>/dev/null >shm-before;
+	REOPS_TEST_PASS=test-pass reops_run -i locked.d --json pl.yaml >out &&
+	test "$(json_get status out | sort | uniq -c | sed "s/^ *//")" = "$N ok" &&
+	ls -d /dev/shm/reops-key.* 2>/dev/null >shm-after;
+	test_cmp shm-before shm-after
+'
+
 test_expect_success "$N hosts, 3 stages, 2 of them down: 98 ok, 2 unreachable" '
 	sshd_stop_host "$SSHD_DIR" 10 &&
 	sshd_stop_host "$SSHD_DIR" 90 &&
