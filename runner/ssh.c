@@ -794,8 +794,7 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 }
 
 static void
-slot_start(struct ssh_cache *sc, struct slot *sl, struct job *j,
-    struct conn *c)
+slot_start(struct slot *sl, struct job *j, struct conn *c)
 {
 	memset(sl, 0, sizeof *sl);
 	sl->job = j;
@@ -816,7 +815,7 @@ slot_start(struct ssh_cache *sc, struct slot *sl, struct job *j,
 
 /* A deadline passed: unreachable while connecting, failed after. */
 static void
-slot_timeout(struct slot *sl, long long now)
+slot_timeout(struct slot *sl)
 {
 	struct conn	*c = sl->c;
 	struct row	*r = sl->job->row;
@@ -838,11 +837,13 @@ slot_timeout(struct slot *sl, long long now)
 	    sl->job->timeout);
 	r->status = ST_FAILED;
 	r->code = 124;
-	/* The command may still run there; the session is given up. */
+	/*
+	 * libssh2 1.10 cannot send the command a signal, so it runs on
+	 * there; the session, in an unknown state, is given up.
+	 */
 	sl->ch = NULL;
 	conn_drop(c, 0);
 	finish_slot(sl);
-	(void)now;
 }
 
 static void
@@ -902,14 +903,14 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			if (c->state == C_DEAD) {
 				struct slot	tmp;
 
-				slot_start(sc, &tmp, jobs[i], c);
+				slot_start(&tmp, jobs[i], c);
 				row_unreachable(&tmp, c->reason);
 				jobs[i]->row->duration_ms = 0;
 				continue;
 			}
 			for (np = 0; slots[np].job != NULL; np++)
 				;
-			slot_start(sc, &slots[np], jobs[i], c);
+			slot_start(&slots[np], jobs[i], c);
 			active++;
 		}
 		while (first < n && started[first])
@@ -963,7 +964,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
-				slot_timeout(sl, now);
+				slot_timeout(sl);
 			if (sl->job == NULL)
 				active--;
 		}
