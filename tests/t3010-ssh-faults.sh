@@ -128,6 +128,28 @@ test_expect_success 'a stopped sshd that is killed mid-command: unreachable' '
 	test_grep "^h2 ok" got
 '
 
+test_expect_success 'a server that does not speak SSH: unreachable, the handshake named' '
+	rm -f http.port &&
+	{ timeout 30 python3 -c "
+import socket, sys
+s = socket.socket()
+s.bind((\"127.0.0.1\", 0))
+s.listen(4)
+open(\"http.port.tmp\", \"w\").write(str(s.getsockname()[1]))
+__import__(\"os\").rename(\"http.port.tmp\", \"http.port\")
+c, _ = s.accept()
+c.sendall(b\"HTTP/1.0 400 Bad Request\\r\\n\\r\\n\")
+c.close()
+" & } &&
+	i=0 && while [ ! -s http.port ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	printf "groups:\n  http:\n    transport: ssh\n    hosts: [{ name: web-server, address: 127.0.0.1, port: %s }]\n" \
+	    "$(cat http.port)" >hosts.d/http.yaml &&
+	pipeline h.yaml http ping &&
+	test_exit 3 reops_run --json h.yaml >out;
+	r=$?; rm -f hosts.d/http.yaml; wait; test $r = 0 &&
+	test_grep "SSH handshake with 127.0.0.1 port $(cat http.port) failed: " out
+'
+
 test_expect_success 'SIGINT: rows in flight fail with 130, the rest are skipped' '
 	pipeline int.yaml web "exec: touch $TRASH/started.\${target}; exec sleep 5" &&
 	{ "$REOPS_RUN" --forks 2 int.yaml >out 2>err & pid=$!; } &&
