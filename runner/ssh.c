@@ -5,7 +5,8 @@
  * stages open new channels on it, so a 5-stage pipeline costs one
  * handshake per host, not five. A host that cannot be reached, hangs,
  * refuses us or shows a changed key becomes a row with status unreachable
- * and a one-line reason; it never stops the others.
+ * and a one-line reason; it never stops the others. Names are resolved
+ * with getaddrinfo_a(3), so a slow resolver holds up only its own host.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -32,12 +33,17 @@
 
 /* Like Ansible's default: a dead host costs seconds, not minutes. */
 #define DEFAULT_CONNECT_TIMEOUT	10
+/* How often a name being resolved is looked at, in ms. */
+#define RESOLVE_POLL_MS		10
+/* How long the end of the run waits for a resolver still at work. */
+#define RESOLVE_WAIT_MS		2000
 /* Reads per step, so one chatty host cannot starve the others. */
 #define READ_ROUNDS		64
 #define UNREACHABLE_CODE	255	/* what ssh(1) exits with */
 
 enum conn_state {
 	C_NEW,
+	C_RESOLVE,	/* getaddrinfo_a(3) in progress */
 	C_TCP,		/* connect(2) in progress */
 	C_HANDSHAKE,
 	C_AUTH,
@@ -71,6 +77,7 @@ struct conn {
 	char			*reason;	/* why C_DEAD */
 	int			 fd;
 	struct addrinfo		*ai0, *ai;
+	struct gaicb		*gai;		/* a name being resolved */
 	int			 connect_errno;
 	LIBSSH2_SESSION		*s;
 	LIBSSH2_AGENT		*ag;
@@ -274,6 +281,63 @@ conn_new(struct ssh_cache *sc, const struct host *h)
 	return c;
 }
 
+/* The request and what it points to, all in one allocation's reach. */
+struct resolve {
+	struct gaicb	 cb;
+	struct addrinfo	 hints;
+	char		 service[16];
+};
+
+static int
+resolve_start(struct conn *c)
+{
+	struct resolve	*q;
+	struct gaicb	*list[1];
+	int		 r;
+
+	q = xcalloc(1, sizeof *q);
+	q->hints.ai_family = AF_UNSPEC;
+	q->hints.ai_socktype = SOCK_STREAM;
+	q->hints.ai_flags = AI_NUMERICSERV;
+	snprintf(q->service, sizeof q->service, "%d", c->port);
+	q->cb.ar_name = c->addr;
+	q->cb.ar_service = q->service;
+	q->cb.ar_request = &q->hints;
+	list[0] = &q->cb;
+	if ((r = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) != 0) {
+		free(q);
+		return r;
+	}
+	/* cb is the first member: the request is the resolve. */
+	c->gai = &q->cb;
+	return 0;
+}
+
+/* Frees a finished request; one still at work is left for later. */
+static int
+resolve_free(struct conn *c, int wait_ms)
+{
+	struct timespec	 ts;
+	const struct gaicb *list[1];
+
+	if (c->gai == NULL)
+		return 0;
+	if (gai_error(c->gai) == EAI_INPROGRESS &&
+	    gai_cancel(c->gai) == EAI_NOTCANCELED && wait_ms > 0) {
+		ts.tv_sec = wait_ms / 1000;
+		ts.tv_nsec = (long)(wait_ms % 1000) * 1000000;
+		list[0] = c->gai;
+		gai_suspend(list, 1, &ts);
+	}
+	if (gai_error(c->gai) == EAI_INPROGRESS)
+		return -1;	/* its thread still uses it: never free it */
+	if (c->gai->ar_result != NULL)
+		freeaddrinfo(c->gai->ar_result);
+	free(c->gai);
+	c->gai = NULL;
+	return 0;
+}
+
 /* Tears the connection down; graceful says goodbye first if it can. */
 static void
 conn_drop(struct conn *c, int graceful)
@@ -300,6 +364,7 @@ conn_drop(struct conn *c, int graceful)
 		freeaddrinfo(c->ai0);
 		c->ai0 = c->ai = NULL;
 	}
+	resolve_free(c, 0);
 	c->ident = NULL;
 	c->agent_phase = 0;
 	c->in_auth = 0;
@@ -486,14 +551,38 @@ conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 	case C_NEW:
 		if (sc->cfg_error != NULL)
 			return conn_dead(c, "%s", sc->cfg_error);
+		if (c->gai != NULL && resolve_free(c, 0) != 0)
+			return conn_dead(c, "unable to resolve '%s': the "
+			    "resolver does not answer", c->addr);
+		/* An address needs no resolver; a name waits for one. */
 		memset(&hints, 0, sizeof hints);
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV;
+		hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
 		snprintf(port, sizeof port, "%d", c->port);
-		if ((r = getaddrinfo(c->addr, port, &hints, &c->ai0)) != 0)
+		r = getaddrinfo(c->addr, port, &hints, &c->ai0);
+		if (r == EAI_NONAME) {
+			if ((r = resolve_start(c)) != 0)
+				return conn_dead(c, "unable to resolve '%s': %s",
+				    c->addr, gai_strerror(r));
+			c->state = C_RESOLVE;
+			sl->events = 0;
+			return 0;
+		}
+		if (r != 0)
 			return conn_dead(c, "unable to resolve '%s': %s",
 			    c->addr, gai_strerror(r));
+		goto connect;
+	case C_RESOLVE:
+		if ((r = gai_error(c->gai)) == EAI_INPROGRESS)
+			return 0;
+		c->ai0 = c->gai->ar_result;
+		c->gai->ar_result = NULL;
+		resolve_free(c, 0);
+		if (r != 0)
+			return conn_dead(c, "unable to resolve '%s': %s",
+			    c->addr, gai_strerror(r));
+	connect:
 		c->ai = c->ai0;
 		c->connect_errno = ECONNREFUSED;
 		if ((r = tcp_try(c, sl)) <= 0)
@@ -825,7 +914,8 @@ slot_timeout(struct slot *sl)
 	if (c->state != C_READY) {
 		secs = sl->deadline != 0 && sl->deadline < sl->connect_deadline ?
 		    sl->job->timeout : c->connect_timeout;
-		what = c->state == C_TCP ? "connecting to" :
+		what = c->state == C_NEW || c->state == C_RESOLVE ?
+		    "resolving" : c->state == C_TCP ? "connecting to" :
 		    c->state == C_HANDSHAKE ? "in the SSH handshake with" :
 		    "authenticating to";
 		conn_dead(c, "timed out after %ds %s %s port %d", secs, what,
@@ -942,6 +1032,9 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				continue;
 			if (slots[i].kick)
 				wait_ms = 0;
+			else if (slots[i].c->state == C_RESOLVE &&
+			    (wait_ms < 0 || wait_ms > RESOLVE_POLL_MS))
+				wait_ms = RESOLVE_POLL_MS;
 			if ((d = slot_deadline(&slots[i])) != 0) {
 				d = d > now ? d - now : 0;
 				if (wait_ms < 0 || d < wait_ms)
@@ -960,7 +1053,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 
 			if (sl->job == NULL)
 				continue;
-			if (pfd[i].revents != 0 || sl->kick)
+			if (pfd[i].revents != 0 || sl->kick ||
+			    sl->c->state == C_RESOLVE)
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
@@ -988,6 +1082,8 @@ ssh_cleanup(struct run *run)
 	for (i = 0; i < sc->nall; i++) {
 		c = sc->all[i];
 		conn_drop(c, c->state == C_READY);
+		if (resolve_free(c, RESOLVE_WAIT_MS) != 0)
+			log_debug("%s: the resolver is still at work", c->addr);
 		free(c->addr);
 		free(c->user);
 		for (k = 0; k < c->nkeys; k++)

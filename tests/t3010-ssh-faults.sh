@@ -21,6 +21,7 @@ groups:
       - { name: closed, address: 127.0.0.2, port: 1 }
       - { name: nouser, address: 127.0.0.2, user: reops-no-such-user }
       - { name: nodns, address: reops-test.invalid }
+      - { name: byname, address: localhost, port: 1 }
 YAML
 
 # Each row as "target status: line": the first line of its stderr, or
@@ -48,17 +49,18 @@ test_expect_success 'a closed port, a refused login, no such name: exit 3' '
 	EOF
 	head -5 got >got5 &&
 	test_cmp want got5 &&
-	test_grep "^nodns unreachable: reops-run: unable to resolve .reops-test.invalid.: " got
+	test_grep "^nodns unreachable: reops-run: unable to resolve .reops-test.invalid.: " got &&
+	test_grep "^byname unreachable: reops-run: unable to connect to localhost port 1: Connection refused$" got
 '
 
 test_expect_success 'each reason is one line' '
-	test "$(json_get stderr out | grep -c .)" = 3
+	test "$(json_get stderr out | grep -c .)" = 4
 '
 
 test_expect_success 'unreachable rows pass through later stages untouched' '
 	pipeline p2.yaml "[web, broken]" "exec: true" "exec: echo again" &&
 	test_exit 3 reops_run --json p2.yaml >out &&
-	test "$(json_get status out | grep -c unreachable)" = 3 &&
+	test "$(json_get status out | grep -c unreachable)" = 4 &&
 	test "$(json_get stdout out | grep -c again)" = 3
 '
 
