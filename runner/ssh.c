@@ -1076,13 +1076,17 @@ ssh_cleanup(struct run *run)
 	struct ssh_cache	*sc = run->ssh;
 	struct conn		*c;
 	size_t			 i, k;
+	long long		 until = now_ms() + RESOLVE_WAIT_MS;
+	int			 wait;
 
 	if (sc == NULL)
 		return;
 	for (i = 0; i < sc->nall; i++) {
 		c = sc->all[i];
 		conn_drop(c, c->state == C_READY);
-		if (resolve_free(c, RESOLVE_WAIT_MS) != 0)
+		/* One budget for all of them, not one each. */
+		wait = (int)(until - now_ms());
+		if (resolve_free(c, wait > 0 ? wait : 0) != 0)
 			log_debug("%s: the resolver is still at work", c->addr);
 		free(c->addr);
 		free(c->user);
