@@ -2,6 +2,8 @@
  * run.c: runs a loaded pipeline's stages in order on the result table and
  * hands remote jobs to the transport of each row's group.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,12 +73,40 @@ unavailable(struct job *j, const char *transport)
 	r->duration_ms = 0;
 }
 
+struct ssh_batch {
+	struct run	 *run;
+	struct job	**jobs;
+	size_t		  n;
+	int		  r;
+};
+
+/* SIGINT stays with the main thread, whose poll it must interrupt. */
+static void *
+ssh_batch_main(void *arg)
+{
+	struct ssh_batch	*b = arg;
+	sigset_t		 set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	b->r = ssh_run(b->run, b->jobs, b->n);
+	return NULL;
+}
+
+/*
+ * Each transport takes its own rows. When a stage has both local and ssh
+ * rows, the ssh loop runs in a thread of its own beside the local one, so
+ * neither waits for the other to finish.
+ */
 int
 run_jobs(struct run *run, struct job *jobs, size_t n)
 {
-	struct job	**local, **ssh;
-	size_t		  i, nlocal = 0, nssh = 0;
-	int		  r = 0;
+	struct job		**local, **ssh;
+	struct ssh_batch	  batch;
+	pthread_t		  tid;
+	size_t			  i, nlocal = 0, nssh = 0;
+	int			  r = 0, threaded = 0;
 
 	local = xcalloc(n, sizeof *local);
 	ssh = xcalloc(n, sizeof *ssh);
@@ -94,9 +124,21 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 			break;
 		}
 	}
+	if (nlocal > 0 && nssh > 0) {
+		batch.run = run;
+		batch.jobs = ssh;
+		batch.n = nssh;
+		batch.r = 0;
+		threaded = pthread_create(&tid, NULL, ssh_batch_main,
+		    &batch) == 0;
+	}
 	if (nlocal > 0)
 		r = local_run(run, local, nlocal);
-	if (nssh > 0 && ssh_run(run, ssh, nssh) != 0)
+	if (threaded) {
+		pthread_join(tid, NULL);
+		if (batch.r != 0)
+			r = -1;
+	} else if (nssh > 0 && ssh_run(run, ssh, nssh) != 0)
 		r = -1;
 	free(local);
 	free(ssh);

@@ -33,6 +33,8 @@
 
 /* Like Ansible's default: a dead host costs seconds, not minutes. */
 #define DEFAULT_CONNECT_TIMEOUT	10
+/* How often the loop looks at run_interrupted when nothing happens. */
+#define INTERRUPT_POLL_MS	200
 /* How often a name being resolved is looked at, in ms. */
 #define RESOLVE_POLL_MS		10
 /* How long the end of the run waits for a resolver still at work. */
@@ -1043,6 +1045,9 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			pfd[i].fd = slots[i].c->fd;
 			pfd[i].events = (short)slots[i].events;
 		}
+		/* In a thread, SIGINT interrupts the other poll, not ours. */
+		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
+			wait_ms = INTERRUPT_POLL_MS;
 		if (poll(pfd, (nfds_t)forks, wait_ms) == -1 && errno != EINTR) {
 			r = -1;
 			break;

@@ -100,6 +100,29 @@ test_expect_success 'an unreadable -F file is a usage error' '
 	test_grep "unable to read ssh config .nonexistent.conf." err
 '
 
+test_expect_success 'local and ssh rows of one stage run side by side' '
+	mkdir -p mixed &&
+	cp hosts.d/web.yaml mixed/ &&
+	printf "groups:\n  here:\n    transport: local\n    hosts: [local-1]\n" >mixed/here.yaml &&
+	rm -f from-ssh &&
+	pipeline mixed.yaml "[here, h1]" "exec: { command: \"if [ \${group} = here ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done; test -e $TRASH/from-ssh; else touch $TRASH/from-ssh; fi\", timeout: 30 }" &&
+	reops_run -i mixed --json mixed.yaml >out &&
+	json_get status out >got &&
+	printf "ok\nok\n" >want &&
+	test_cmp want got
+'
+
+test_expect_success 'SIGINT reaches both loops: rows fail with 130, exit 130' '
+	rm -f started.here started.ssh &&
+	pipeline mixint.yaml "[here, h1]" "exec: \"touch $TRASH/started.\$([ \${group} = here ] && echo here || echo ssh); exec sleep 5\"" &&
+	{ "$REOPS_RUN" -i mixed mixint.yaml >out 2>err & pid=$!; } &&
+	i=0 && while { [ ! -e started.here ] || [ ! -e started.ssh ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	kill -INT $pid &&
+	{ wait $pid; code=$?; } ; test $code = 130 &&
+	test_grep "^local-1: failed code=130" out &&
+	test_grep "^h1: failed code=130" out
+'
+
 test_expect_success 'an ECDSA key file' '
 	mkdir -p ecdsa &&
 	ssh_group k h1 -- "auth: { user: root, key: $SSH_KEYS/id_ecdsa, port: $SSH_PORT }" \
