@@ -42,6 +42,16 @@ struct group {
 	size_t		  nhosts;
 };
 
+/*
+ * The host key of a system that reops-run created, pinned in the domain's
+ * own metadata rather than in a known_hosts file: it goes when the domain
+ * goes, so a system created again is trusted anew, and only then.
+ */
+struct host_pin {
+	char		*expected;	/* "type base64", or NULL: learn it */
+	char		*seen;		/* learned on first contact */
+};
+
 struct host {
 	const char	 *name;
 	const char	 *address;	/* defaults to name */
@@ -49,6 +59,7 @@ struct host {
 	const char	 *user;
 	struct group	 *group;
 	const struct node *where;
+	struct host_pin	 *pin;		/* a system of ours (provision) */
 };
 
 struct type {

@@ -324,3 +324,55 @@ out:
 	buf_free(&line);
 	return ret;
 }
+
+/*
+ * A system reops-run created: its key is checked against the one its
+ * domain's metadata pins; with none pinned yet, the key seen now is
+ * learned (trust on first use, for our own new VM) for the caller to pin.
+ */
+int
+host_key_pinned(LIBSSH2_SESSION *s, const char *addr, int port,
+    struct host_pin *pin, char **reason)
+{
+	const unsigned char	*key;
+	unsigned char		 digest[32];
+	struct sha256		 ctx;
+	struct buf		 fp, seen;
+	char			*type;
+	size_t			 len;
+	int			 ktype, r = -1;
+
+	*reason = NULL;
+	if ((key = (const unsigned char *)libssh2_session_hostkey(s, &len,
+	    &ktype)) == NULL) {
+		*reason = xstrdup("the server sent no host key");
+		return -1;
+	}
+	type = key_type_name(key, len);
+	buf_init(&fp);
+	buf_init(&seen);
+	sha256_init(&ctx);
+	sha256_update(&ctx, key, len);
+	sha256_final(&ctx, digest);
+	buf_adds(&fp, "SHA256:");
+	base64_encode(&fp, digest, sizeof digest, 0);
+	buf_printf(&seen, "%s ", type);
+	base64_encode(&seen, key, len, 1);
+	if (pin->expected == NULL) {
+		free(pin->seen);
+		pin->seen = buf_steal(&seen);
+		log_info("%s port %d: first contact, pinning its host key (%s "
+		    "%s) in the domain's metadata", addr, port, type, fp.data);
+		r = 0;
+	} else if (strcmp(pin->expected, seen.data) == 0)
+		r = 0;
+	else
+		*reason = xasprintf("host key of %s port %d has changed: the "
+		    "server offers %s %s, the system's domain metadata pins "
+		    "another; refusing (possible man-in-the-middle)", addr,
+		    port, type, fp.data);
+	free(type);
+	buf_free(&fp);
+	buf_free(&seen);
+	return r;
+}

@@ -17,4 +17,8 @@ void	known_hosts_free(struct known_hosts *);
 int	known_hosts_check(struct known_hosts *, LIBSSH2_SESSION *,
 	    const char *, int, enum hostkeys, char **);
 
+/* The same for a host whose key its system's metadata pins (or learns). */
+int	host_key_pinned(LIBSSH2_SESSION *, const char *, int,
+	    struct host_pin *, char **);
+
 #endif

@@ -624,8 +624,10 @@ conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 		if (r != 0)
 			return conn_dead(c, "SSH handshake with %s port %d "
 			    "failed: %s", c->addr, c->port, last_error(c->s));
-		if (known_hosts_check(c->known, c->s, c->addr, c->port,
-		    c->host->group->hostkeys, &reason) != 0) {
+		if ((c->host->pin != NULL ? host_key_pinned(c->s, c->addr,
+		    c->port, c->host->pin, &reason) : known_hosts_check(
+		    c->known, c->s, c->addr, c->port,
+		    c->host->group->hostkeys, &reason)) != 0) {
 			conn_dead(c, "%s", reason);
 			free(reason);
 			return -1;

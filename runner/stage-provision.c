@@ -193,9 +193,22 @@ provision_free(struct run *run)
 	run->provision = NULL;
 }
 
+static const struct system *
+sys_of(const struct table *t, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < t->n; i++)
+		if (t->rows[i]->system != NULL &&
+		    strcmp(t->rows[i]->system->name, name) == 0)
+			return t->rows[i]->system;
+	return NULL;
+}
+
 static int
 provision_type(struct run *run, struct table *t, const struct type *ty)
 {
+	struct err		 e;
 	struct pipeline		*p;
 	struct table		*sub;
 	struct row		*sr, *hr;
@@ -230,6 +243,16 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 	    sub->n, ty->name);
 	if (sub->n > 0 && run_pipeline(run, p, sub) != 0)
 		r = -1;
+	/* Keys met for the first time are pinned in their domains. */
+	for (i = 0; i < sub->n; i++) {
+		hr = sub->rows[i];
+		if (virt_pin_save(run, hr->host, sys_of(t, hr->target),
+		    &e) != 0) {
+			hr->status = ST_FAILED;
+			hr->code = 1;
+			buf_printf(&hr->err, "reops-run: %s\n", e.msg);
+		}
+	}
 	for (i = 0; i < t->n; i++) {
 		sr = t->rows[i];
 		if (sr->status == ST_OK && sr->system != NULL &&

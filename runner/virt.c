@@ -57,6 +57,9 @@ struct virt {
 	size_t		  nhosts;
 };
 
+static void	meta_element(struct buf *, const char *, const char *,
+		    const char *, const struct virt_meta *, int);
+
 static void
 silent(void *ud, virErrorPtr error)
 {
@@ -153,6 +156,11 @@ virt_close(struct run *run)
 	}
 	free(v->c);
 	for (i = 0; i < v->nhosts; i++) {
+		if (v->hosts[i]->pin != NULL) {
+			free(v->hosts[i]->pin->expected);
+			free(v->hosts[i]->pin->seen);
+			free(v->hosts[i]->pin);
+		}
 		free((char *)v->hosts[i]->name);
 		free((char *)v->hosts[i]->address);
 		free(v->hosts[i]->group);
@@ -166,15 +174,19 @@ virt_close(struct run *run)
 /*
  * A host row's inventory entry for a system, so that host stages run on it
  * over ssh with its type's auth: a group of its own per host, as the type
- * may differ, freed by virt_close.
+ * may differ, freed by virt_close. A system we created (pin) has its host
+ * key checked against its metadata, and learned there on first contact.
  */
 struct host *
 virt_host(struct run *run, const struct system *s, const char *ip,
     int pin)
 {
-	struct group	*g;
-	struct host	*h;
-	struct virt	*v;
+	struct virt_meta	 m;
+	struct vconn		*c;
+	virDomainPtr		 dom;
+	struct group		*g;
+	struct host		*h;
+	struct virt		*v;
 
 	if (run->virt == NULL)
 		run->virt = xcalloc(1, sizeof *run->virt);
@@ -184,16 +196,74 @@ virt_host(struct run *run, const struct system *s, const char *ip,
 	g->where = s->type->where;
 	g->transport = TR_SSH;
 	g->auth = s->type->auth;
-	g->hostkeys = pin ? HK_ACCEPT_NEW : HK_STRICT;
+	g->hostkeys = HK_STRICT;
 	h = xcalloc(1, sizeof *h);
 	h->name = xstrdup(s->name);
 	h->address = xstrdup(ip);
 	h->user = s->machine.user;
 	h->group = g;
 	h->where = s->where;
+	if (pin) {
+		h->pin = xcalloc(1, sizeof *h->pin);
+		c = virt_conn(run, s->hypervisor.uri);
+		if (c->conn != NULL && (dom = virDomainLookupByName(c->conn,
+		    s->name)) != NULL) {
+			if (virt_meta_read(dom, &m)) {
+				h->pin->expected = m.hostkey;
+				m.hostkey = NULL;
+				virt_meta_free(&m);
+			}
+			virDomainFree(dom);
+		}
+	}
 	v->hosts = xreallocarray(v->hosts, v->nhosts + 1, sizeof *v->hosts);
 	v->hosts[v->nhosts++] = h;
 	return h;
+}
+
+/* Writes the host key learned on first contact into the domain's metadata. */
+int
+virt_pin_save(struct run *run, const struct host *h, const struct system *s,
+    struct err *e)
+{
+	struct virt_meta	 m;
+	struct vconn		*c;
+	virDomainPtr		 dom;
+	struct buf		 x;
+	int			 r = -1, flags;
+
+	if (h->pin == NULL || h->pin->seen == NULL || h->pin->expected != NULL)
+		return 0;
+	c = virt_conn(run, s->hypervisor.uri);
+	if (c->conn == NULL)
+		return err_set(e, "%s", c->error);
+	if ((dom = virDomainLookupByName(c->conn, s->name)) == NULL)
+		return virt_err(e, "system '%s' is gone from '%s'", s->name,
+		    s->hypervisor.uri);
+	buf_init(&x);
+	if (!virt_meta_read(dom, &m)) {
+		err_set(e, "system '%s' lost its reops-run metadata", s->name);
+		goto out;
+	}
+	free(m.hostkey);
+	m.hostkey = xstrdup(h->pin->seen);
+	meta_element(&x, m.name, m.type, m.inventory, &m, 1);
+	flags = VIR_DOMAIN_AFFECT_CONFIG;
+	if (virDomainIsActive(dom) == 1 && virDomainIsPersistent(dom) == 1)
+		flags |= VIR_DOMAIN_AFFECT_LIVE;
+	else if (virDomainIsActive(dom) == 1)
+		flags = VIR_DOMAIN_AFFECT_LIVE;
+	if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, x.data,
+	    VIRT_NS_PREFIX, VIRT_NS, (unsigned int)flags) != 0)
+		virt_err(e, "unable to pin the host key of '%s' in its "
+		    "metadata", s->name);
+	else
+		r = 0;
+	virt_meta_free(&m);
+out:
+	buf_free(&x);
+	virDomainFree(dom);
+	return r;
 }
 
 static pthread_mutex_t	type_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -347,6 +417,7 @@ virt_meta_free(struct virt_meta *m)
 	free(m->name);
 	free(m->type);
 	free(m->inventory);
+	free(m->hostkey);
 	for (i = 0; i < m->nvolumes; i++) {
 		free(m->pools[i]);
 		free(m->volumes[i]);
@@ -399,6 +470,9 @@ virt_meta_parse(const char *xml, struct virt_meta *m)
 			m->name = xml_attr(p, end, "name");
 			m->type = xml_attr(p, end, "type");
 			m->inventory = xml_attr(p, end, "inventory");
+		} else if (len == 7 && strncmp(local, "hostkey", 7) == 0 &&
+		    m->hostkey == NULL) {
+			m->hostkey = xml_attr(p, end, "key");
 		} else if (len == 6 && strncmp(local, "volume", 6) == 0 &&
 		    m->nvolumes < VIRT_MAX_VOLUMES) {
 			m->pools[m->nvolumes] = xml_attr(p, end, "pool");
@@ -947,23 +1021,41 @@ out:
 
 /* --- the domain ------------------------------------------------------- */
 
+/*
+ * Our <reops:system> element: who the domain is, and what we made. Bare,
+ * without prefix and namespace, for virDomainSetMetadata, which adds them.
+ */
+static void
+meta_element(struct buf *x, const char *name, const char *type,
+    const char *inventory, const struct virt_meta *m, int bare)
+{
+	const char	*pre = bare ? "" : VIRT_NS_PREFIX ":";
+	size_t		 i;
+
+	xml_printf(x, "<%ssystem", pre);
+	if (!bare)
+		buf_adds(x, " xmlns:" VIRT_NS_PREFIX "='" VIRT_NS "'");
+	xml_printf(x, " name='%s' type='%s' inventory='%s'>", name, type,
+	    inventory != NULL ? inventory : "");
+	for (i = 0; i < m->nvolumes; i++)
+		xml_printf(x, "<%svolume pool='%s' name='%s'/>", pre,
+		    m->pools[i], m->volumes[i]);
+	if (m->hostkey != NULL)
+		xml_printf(x, "<%shostkey key='%s'/>", pre, m->hostkey);
+	xml_printf(x, "</%ssystem>", pre);
+}
+
 static void
 domain_xml(struct buf *x, struct virt_op *op, const char *virttype,
     const struct virt_meta *m, const char *disk, const char *seed)
 {
 	const struct system	*s = op->sys;
-	size_t			 i;
 
 	xml_printf(x, "<domain type='%s'><name>%s</name>\n", virttype,
 	    s->name);
-	xml_printf(x, "<metadata><" VIRT_NS_PREFIX ":system xmlns:"
-	    VIRT_NS_PREFIX "='" VIRT_NS "' name='%s' type='%s' "
-	    "inventory='%s'>", s->name, s->type->name,
-	    s->file != NULL ? s->file : "");
-	for (i = 0; i < m->nvolumes; i++)
-		xml_printf(x, "<" VIRT_NS_PREFIX ":volume pool='%s' "
-		    "name='%s'/>", m->pools[i], m->volumes[i]);
-	buf_adds(x, "</" VIRT_NS_PREFIX ":system></metadata>\n");
+	buf_adds(x, "<metadata>");
+	meta_element(x, s->name, s->type->name, s->file, m, 0);
+	buf_adds(x, "</metadata>\n");
 	xml_printf(x, "<memory unit='MiB'>%d</memory><vcpu>%d</vcpu>\n",
 	    s->machine.ram, s->machine.cpu);
 	buf_adds(x, "<os><type>hvm</type><boot dev='hd'/></os>"
@@ -1243,8 +1335,12 @@ fill_row(struct virt_op *op)
 	row_sets(op->table, op->row, "hypervisor", s->hypervisor.uri);
 	row_sets(op->table, op->row, "exists", op->conn == NULL ? "unknown" :
 	    op->dom != NULL ? "yes" : "no");
-	if (op->dom != NULL && (managed = virt_meta_read(op->dom, &m)))
+	if (op->dom != NULL && (managed = virt_meta_read(op->dom, &m))) {
+		row_sets(op->table, op->row, "hostkey", m.hostkey != NULL ?
+		    m.hostkey : "");
 		virt_meta_free(&m);
+	} else
+		row_sets(op->table, op->row, "hostkey", "");
 	row_sets(op->table, op->row, "managed", op->dom == NULL ? "" :
 	    managed ? "yes" : "no");
 }

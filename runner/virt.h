@@ -30,6 +30,7 @@ struct virt_meta {
 	char	*name;
 	char	*type;
 	char	*inventory;
+	char	*hostkey;	/* "type base64", pinned on first contact */
 	size_t	 nvolumes;
 	char	*pools[VIRT_MAX_VOLUMES];
 	char	*volumes[VIRT_MAX_VOLUMES];
@@ -70,6 +71,8 @@ int	 virt_meta_parse(const char *, struct virt_meta *);
 void	 virt_meta_free(struct virt_meta *);
 const char *virt_state_name(int);
 int	 virt_ip(virDomainPtr, const struct system *, char *, size_t);
+int	 virt_pin_save(struct run *, const struct host *, const struct system *,
+	    struct err *);
 struct host *virt_host(struct run *, const struct system *, const char *,
 	    int);
 

@@ -81,13 +81,43 @@ test_expect_success 'create, wait for ssh, provision over ssh on each ip' '
 	test_cmp expect managed
 '
 
-test_expect_success 'their host keys were pinned on first contact' '
-	test_grep "^\[127\.0\.0\.2\]:$SSH_PORT " "$HOME/.ssh/known_hosts" &&
-	test_grep "^\[127\.0\.0\.3\]:$SSH_PORT " "$HOME/.ssh/known_hosts" &&
-	reops_run -i inv --json up.yaml >out 2>err &&
+test_expect_success 'their host keys were pinned in their metadata, not known_hosts' '
+	! test -s "$HOME/.ssh/known_hosts" &&
+	printf "%s\n" "systems: [web-1, web-2]" "stages:" \
+	    "  - create: { wait: ssh, timeout: 10 }" "  - provision" \
+	    "  - ls" "  - json: pinned.json" "  - provision" >again.yaml &&
+	reops_run -i inv --json again.yaml >out 2>err &&
 	rows out >actual &&
 	printf "%s\n" "web-1 ok 0" "web-2 ok 0" >expect &&
-	test_cmp expect actual
+	test_cmp expect actual &&
+	json_get hostkey pinned.json >pinned &&
+	hostkey=$(sed -n "s/^\[127\.0\.0\.2\]:$SSH_PORT //p" "$SSHD_DIR/known_hosts") &&
+	test -n "$hostkey" &&
+	printf "%s\n" "$hostkey" "$hostkey" >expect &&
+	test_cmp expect pinned &&
+	! test -s "$HOME/.ssh/known_hosts"
+'
+
+test_expect_success 'a key other than the pinned one is refused' '
+	sed -e "/<pool/,\$d" node.xml >node-pinned.xml &&
+	cat >>node-pinned.xml <<-\EOF &&
+	  <domain type="test">
+	    <name>web-1</name>
+	    <memory unit="MiB">128</memory>
+	    <os><type>hvm</type></os>
+	    <metadata><reops:system xmlns:reops="https://reops.dev/xmlns/reops-run/1" name="web-1" type="web" inventory="x"><reops:hostkey key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"/></reops:system></metadata>
+	  </domain>
+	EOF
+	sed -n "/<pool/,\$p" node.xml >>node-pinned.xml &&
+	mkdir -p invp &&
+	sed -e "s|/node.xml|/node-pinned.xml|" inv/lab.yaml >invp/lab.yaml &&
+	printf "systems: web-1\nstages:\n  - provision\n" >p.yaml &&
+	test_exit 3 reops_run -i invp --json p.yaml >out 2>err &&
+	rows out >actual &&
+	echo "web-1 unreachable 255" >expect &&
+	test_cmp expect actual &&
+	json_get stderr out >why &&
+	test_grep "has changed: the server offers ssh-ed25519 SHA256:.*the system.s domain metadata pins another" why
 '
 
 test_expect_success 'the shipped systems-create and systems-provision' '
