@@ -6,9 +6,6 @@
 
 #include "run.h"
 
-static const char base64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static void
 json_string(FILE *f, const char *s, size_t len)
 {
@@ -57,33 +54,6 @@ json_string(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 }
 
-static void
-base64(FILE *f, const char *s, size_t len)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 i;
-	unsigned int		 v;
-
-	fputc('"', f);
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
-		fputc(base64_chars[v >> 18 & 63], f);
-		fputc(base64_chars[v >> 12 & 63], f);
-		fputc(base64_chars[v >> 6 & 63], f);
-		fputc(base64_chars[v & 63], f);
-	}
-	if (len - i == 1) {
-		v = (unsigned)p[i] << 16;
-		fprintf(f, "%c%c==", base64_chars[v >> 18 & 63],
-		    base64_chars[v >> 12 & 63]);
-	} else if (len - i == 2) {
-		v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8;
-		fprintf(f, "%c%c%c=", base64_chars[v >> 18 & 63],
-		    base64_chars[v >> 12 & 63], base64_chars[v >> 6 & 63]);
-	}
-	fputc('"', f);
-}
-
 /*
  * A text column; bytes that are not UTF-8 cannot be said in a JSON string,
  * so NAME_base64 carries them whole beside the readable form.
@@ -91,11 +61,15 @@ base64(FILE *f, const char *s, size_t len)
 static void
 json_field(FILE *f, const char *name, const char *s, size_t len)
 {
+	struct buf	b;
+
 	fprintf(f, ",\"%s\":", name);
 	json_string(f, s != NULL ? s : "", s != NULL ? len : 0);
 	if (s != NULL && !utf8_valid(s, len)) {
-		fprintf(f, ",\"%s_base64\":", name);
-		base64(f, s, len);
+		buf_init(&b);
+		base64_encode(&b, (const unsigned char *)s, len, 1);
+		fprintf(f, ",\"%s_base64\":\"%s\"", name, b.data);
+		buf_free(&b);
 	}
 }
 

@@ -51,7 +51,7 @@ struct ssh_key {
 void	ssh_key_load(struct ssh_key *, const char *, const char *);
 void	ssh_key_free(struct ssh_key *);
 
-/* SHA-256, for copy's checksum; base64 for host key fingerprints. */
+/* SHA-256, for copy's checksum and host key fingerprints. */
 struct sha256 {
 	uint32_t	h[8];
 	uint64_t	len;
@@ -62,6 +62,5 @@ void	sha256_init(struct sha256 *);
 void	sha256_update(struct sha256 *, const void *, size_t);
 void	sha256_final(struct sha256 *, unsigned char[32]);
 void	sha256_hex(const void *, size_t, char[65]);
-void	base64_encode(struct buf *, const unsigned char *, size_t, int);
 
 #endif

@@ -470,3 +470,35 @@ hmap_set(struct hmap *m, const char *key, void *value)
 		i = (i + 1) & (m->cap - 1);
 	m->slots[i].value = value;
 }
+
+/* Standard alphabet; without padding when pad is 0, as in SHA256:... */
+void
+base64_encode(struct buf *b, const unsigned char *p, size_t n, int pad)
+{
+	static const char	a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t		v;
+	size_t			i;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		buf_addc(b, a[v >> 18]);
+		buf_addc(b, a[(v >> 12) & 63]);
+		buf_addc(b, a[(v >> 6) & 63]);
+		buf_addc(b, a[v & 63]);
+	}
+	if (n - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		buf_addc(b, a[v >> 18]);
+		buf_addc(b, a[(v >> 12) & 63]);
+		if (pad)
+			buf_adds(b, "==");
+	} else if (n - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		buf_addc(b, a[v >> 18]);
+		buf_addc(b, a[(v >> 12) & 63]);
+		buf_addc(b, a[(v >> 6) & 63]);
+		if (pad)
+			buf_addc(b, '=');
+	}
+}

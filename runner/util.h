@@ -72,6 +72,8 @@ int		 edit_distance(const char *, const char *);
 const char	*closest_name(const char *, const char *const *, size_t);
 void		 shell_quote(struct buf *, const char *);
 int		 utf8_valid(const char *, size_t);
+void		 base64_encode(struct buf *, const unsigned char *, size_t,
+		    int);
 
 /* An open-addressing string hash map with borrowed keys. */
 struct hmap_slot {
