@@ -6,11 +6,73 @@
 
 if [ "$SANITIZERS" = yes ]; then
 	test_skip 'valgrind' 'ASan build: LeakSanitizer checks every test'
-	test_done
+	test_expect_success 'systems on the test hypervisor: create to destroy' '
+	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
+	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
+	test -s 5-destroy.json &&
+	test_grep "^demo-1: ok" out
+'
+
+. "$SRCDIR/tests/lib-ssh.sh"
+ssh_hosts 2
+mkdir -p sshinv
+ssh_group web 1 2 >sshinv/web.yaml
+cat >s.yaml <<'YAML'
+hosts: web
+stages:
+  - exec: echo hi from ${target}
+  - facts
+  - pick: successful
+  - pretty
+YAML
+
+test_expect_success 'ssh hosts: a session per host, its channels, its end' '
+	vg -i sshinv s.yaml >out 2>err &&
+	test_grep "^1: ok code=0 group=web" out &&
+	test_grep "^2 rows: 2 ok" out
+'
+
+test_expect_success 'ssh: an unreachable host is freed as well' '
+	sshd_stop_host "$SSHD_DIR" 2 &&
+	test_exit 3 vg -i sshinv --timeout 5 s.yaml >out 2>err
+'
+
+ssh_done
 fi
 if ! command -v valgrind >/dev/null; then
 	test_skip 'valgrind' 'valgrind is not installed'
-	test_done
+	test_expect_success 'systems on the test hypervisor: create to destroy' '
+	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
+	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
+	test -s 5-destroy.json &&
+	test_grep "^demo-1: ok" out
+'
+
+. "$SRCDIR/tests/lib-ssh.sh"
+ssh_hosts 2
+mkdir -p sshinv
+ssh_group web 1 2 >sshinv/web.yaml
+cat >s.yaml <<'YAML'
+hosts: web
+stages:
+  - exec: echo hi from ${target}
+  - facts
+  - pick: successful
+  - pretty
+YAML
+
+test_expect_success 'ssh hosts: a session per host, its channels, its end' '
+	vg -i sshinv s.yaml >out 2>err &&
+	test_grep "^1: ok code=0 group=web" out &&
+	test_grep "^2 rows: 2 ok" out
+'
+
+test_expect_success 'ssh: an unreachable host is freed as well' '
+	sshd_stop_host "$SSHD_DIR" 2 &&
+	test_exit 3 vg -i sshinv --timeout 5 s.yaml >out 2>err
+'
+
+ssh_done
 fi
 
 vg () {
@@ -68,4 +130,35 @@ test_expect_success 'load errors free what they loaded' '
 	test_grep "bad regex" err
 '
 
-test_done
+test_expect_success 'systems on the test hypervisor: create to destroy' '
+	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
+	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
+	test -s 5-destroy.json &&
+	test_grep "^demo-1: ok" out
+'
+
+. "$SRCDIR/tests/lib-ssh.sh"
+ssh_hosts 2
+mkdir -p sshinv
+ssh_group web 1 2 >sshinv/web.yaml
+cat >s.yaml <<'YAML'
+hosts: web
+stages:
+  - exec: echo hi from ${target}
+  - facts
+  - pick: successful
+  - pretty
+YAML
+
+test_expect_success 'ssh hosts: a session per host, its channels, its end' '
+	vg -i sshinv s.yaml >out 2>err &&
+	test_grep "^1: ok code=0 group=web" out &&
+	test_grep "^2 rows: 2 ok" out
+'
+
+test_expect_success 'ssh: an unreachable host is freed as well' '
+	sshd_stop_host "$SSHD_DIR" 2 &&
+	test_exit 3 vg -i sshinv --timeout 5 s.yaml >out 2>err
+'
+
+ssh_done
