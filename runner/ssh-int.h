@@ -1,0 +1,103 @@
+/*
+ * ssh-int.h: what ssh.c (the poll loop, the commands) and ssh-conn.c
+ * (connecting and logging in) share and nothing else needs.
+ */
+#ifndef REOPS_SSH_INT_H
+#define REOPS_SSH_INT_H
+
+#include <netdb.h>
+
+#include <libssh2.h>
+
+#include "run.h"
+#include "ssh.h"
+
+struct known_hosts;
+
+enum conn_state {
+	C_NEW,
+	C_RESOLVE,	/* getaddrinfo_a(3) in progress */
+	C_TCP,		/* connect(2) in progress */
+	C_HANDSHAKE,
+	C_AUTH,
+	C_READY,
+	C_DEAD		/* unreachable for the rest of the run */
+};
+
+enum job_state {
+	J_OPEN,
+	J_EXEC,
+	J_IO,
+	J_CLOSE,
+	J_WAIT_CLOSED,
+	J_FREE
+};
+
+struct slot;
+
+struct conn {
+	const struct host	*host;
+	char			*addr;
+	int			 port;
+	char			*user;
+	char			**keys;		/* identity files, in order */
+	size_t			 nkeys;
+	int			 agent;		/* try ssh-agent first */
+	const char		*pass_env;
+	int			 connect_timeout;
+	struct known_hosts	*known;
+	enum conn_state		 state;
+	char			*reason;	/* why C_DEAD */
+	int			 fd;
+	struct addrinfo		*ai0, *ai;
+	struct gaicb		*gai;		/* a name being resolved */
+	int			 connect_errno;
+	LIBSSH2_SESSION		*s;
+	LIBSSH2_AGENT		*ag;
+	struct libssh2_agent_publickey *ident;
+	int			 agent_phase;	/* 0 start, 1 trying, 2 done */
+	int			 in_auth;	/* a call returned EAGAIN */
+	size_t			 key_i;
+	struct buf		 tried;		/* for the refusal's reason */
+	struct slot		*busy;
+};
+
+struct slot {
+	struct job		*job;
+	struct conn		*c;
+	LIBSSH2_CHANNEL		*ch;
+	enum job_state		 js;
+	size_t			 in_off;
+	int			 eof_sent;
+	int			 events;
+	int			 kick;		/* step again without waiting */
+	long long		 start;
+	long long		 deadline;	/* 0: none */
+	long long		 connect_deadline;
+};
+
+struct ssh_cache {
+	struct hmap		 conns;		/* host name -> conn */
+	struct hmap		 known;		/* group|file -> known_hosts */
+	struct conn		**all;
+	size_t			 nall;
+	struct known_hosts	**khs;
+	char			**khkeys;
+	size_t			 nkhs;
+	struct ssh_key		**keys;		/* each key file, read once */
+	size_t			 nkeys;
+	struct ssh_config	*cfg;
+	char			*cfg_error;
+};
+
+struct ssh_cache *cache_get(struct run *);
+struct conn *conn_new(struct ssh_cache *, const struct host *);
+int	conn_step(struct ssh_cache *, struct conn *, struct slot *);
+void	conn_drop(struct conn *, int);
+int	conn_dead(struct conn *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	resolve_free(struct conn *, int);
+const char *last_error(LIBSSH2_SESSION *);
+int	wait_dirs(struct slot *, LIBSSH2_SESSION *);
+
+#endif
