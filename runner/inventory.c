@@ -326,17 +326,6 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 	return 0;
 }
 
-static char *
-dir_of(const char *path)
-{
-	const char	*slash;
-
-	if ((slash = strrchr(path, '/')) == NULL)
-		return xstrdup(".");
-	if (slash == path)
-		return xstrdup("/");
-	return xstrndup(path, (size_t)(slash - path));
-}
 
 static int
 load_type(struct inventory *inv, struct doc *d, struct node *k,
@@ -373,7 +362,7 @@ load_type(struct inventory *inv, struct doc *d, struct node *k,
 			    "false, not '%s'", v->type == NODE_SCALAR ?
 			    v->str : node_type_name(v));
 	}
-	base = dir_of(d->file);
+	base = path_dir(d->file);
 	t->provision_base = doc_strdup(d, base, strlen(base));
 	free(base);
 	inv->types = xreallocarray(inv->types, inv->ntypes + 1,

@@ -30,15 +30,6 @@ struct known_hosts {
 	size_t			 nrevoked;
 };
 
-static char *
-dir_of(const char *file)
-{
-	const char	*slash;
-
-	if (file == NULL || (slash = strrchr(file, '/')) == NULL)
-		return xstrdup(".");
-	return xstrndup(file, (size_t)(slash - file) + (slash == file));
-}
 
 /* The key field of "@revoked HOSTS TYPE KEY". */
 static void
@@ -125,7 +116,7 @@ known_hosts_load(const struct group *g, const char *user_file)
 		    "checking");
 		return k;
 	}
-	base = dir_of(g->where != NULL ? g->where->file : NULL);
+	base = path_dir(g->where != NULL ? g->where->file : NULL);
 	user = ssh_expand_path(user_file != NULL ? user_file :
 	    "~/.ssh/known_hosts", NULL);
 	for (i = 0; i < g->nknown_hosts; i++) {
@@ -209,7 +200,7 @@ append_line(const char *file, const char *line, char **reason)
 	int		 fd, r = 0;
 	size_t		 len = strlen(line);
 
-	dir = dir_of(file);
+	dir = path_dir(file);
 	if (stat(dir, &sb) == -1 && errno == ENOENT)
 		mkdir(dir, 0700);
 	free(dir);

@@ -338,17 +338,6 @@ kind_word(int kind)
 	return kind == SEL_SYSTEMS ? "systems" : "hosts";
 }
 
-static char *
-dir_of(const char *path)
-{
-	const char	*slash;
-
-	if ((slash = strrchr(path, '/')) == NULL)
-		return xstrdup(".");
-	if (slash == path)
-		return xstrdup("/");
-	return xstrndup(path, (size_t)(slash - path));
-}
 
 /*
  * "a/inc/../b.yaml" as "a/b.yaml", so that messages name files the way a
@@ -417,7 +406,7 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 	if (file->str[0] == '/')
 		path = xstrdup(file->str);
 	else {
-		dir = dir_of(p->file);
+		dir = path_dir(p->file);
 		tmp = strcmp(dir, ".") == 0 ? xstrdup(file->str) :
 		    xasprintf("%s/%s", dir, file->str);
 		path = clean_path(tmp);

@@ -112,15 +112,6 @@ add_key(struct conn *c, char *path)
 	c->keys[c->nkeys++] = path;
 }
 
-static char *
-dir_of(const char *file)
-{
-	const char	*slash;
-
-	if (file == NULL || (slash = strrchr(file, '/')) == NULL)
-		return xstrdup(".");
-	return xstrndup(file, (size_t)(slash - file) + (slash == file));
-}
 
 /*
  * Where and as whom: the inventory wins over ssh_config, which wins over
@@ -169,7 +160,7 @@ conn_new(struct ssh_cache *sc, const struct host *h)
 	if (g->auth.key != NULL) {
 		/* A key named in hosts.d is the one to use (and the agent
 		 * only when asked for). */
-		base = dir_of(g->where != NULL ? g->where->file : NULL);
+		base = path_dir(g->where != NULL ? g->where->file : NULL);
 		add_key(c, ssh_expand_path(g->auth.key, base));
 		free(base);
 		c->agent = g->auth.agent == 1;

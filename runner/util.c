@@ -329,6 +329,17 @@ closest_name(const char *s, const char *const *names, size_t n)
 	return best;
 }
 
+/* The directory part of a path ("." for none), as dirname(1) says it. */
+char *
+path_dir(const char *path)
+{
+	const char	*slash;
+
+	if (path == NULL || (slash = strrchr(path, '/')) == NULL)
+		return xstrdup(".");
+	return xstrndup(path, (size_t)(slash - path) + (slash == path));
+}
+
 /* Appends s as one single-quoted word for /bin/sh. */
 void
 shell_quote(struct buf *b, const char *s)

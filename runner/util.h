@@ -71,6 +71,7 @@ long long	 now_ms(void);
 int		 edit_distance(const char *, const char *);
 const char	*closest_name(const char *, const char *const *, size_t);
 void		 shell_quote(struct buf *, const char *);
+char		*path_dir(const char *);
 int		 utf8_valid(const char *, size_t);
 void		 base64_encode(struct buf *, const unsigned char *, size_t,
 		    int);
