@@ -33,6 +33,16 @@ enum job_state {
 	J_FREE
 };
 
+/* Killing a command given up, over a second channel. */
+enum kill_state {
+	K_NONE,
+	K_OPEN,
+	K_EXEC,
+	K_READ,
+	K_CLOSE,
+	K_WAIT_CLOSED
+};
+
 struct slot;
 
 struct conn {
@@ -74,6 +84,16 @@ struct slot {
 	long long		 start;
 	long long		 deadline;	/* 0: none */
 	long long		 connect_deadline;
+	/*
+	 * The remote command's process group, as the wrapper reports it on
+	 * stderr, so that a deadline or ^C can kill it over a new channel.
+	 */
+	long			 pgid;
+	int			 pgid_state;	/* 0 looking, 1 found, 2 none */
+	enum kill_state		 killing;
+	LIBSSH2_CHANNEL		*kch;
+	long long		 kill_deadline;
+	char			 why[64];	/* the row's reason, said after */
 };
 
 struct ssh_cache {

@@ -7,6 +7,12 @@
  * refuses us or shows a changed key becomes a row with status unreachable
  * and a one-line reason; it never stops the others. Here: the loop and
  * the commands on their channels; ssh-conn.c connects and logs in.
+ *
+ * libssh2 cannot signal a command on its channel, so each command first
+ * reports its process group (sshd puts it in a session of its own) on
+ * stderr, where we take that line out; at a deadline or ^C a second
+ * channel on the same session kills the group, as the local transport
+ * kills its own.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,6 +35,12 @@
 /* Reads per step, so one chatty host cannot starve the others. */
 #define READ_ROUNDS		64
 #define UNREACHABLE_CODE	255	/* what ssh(1) exits with */
+/* The line the wrapper of each command puts first on its stderr. */
+#define PGID_MARK		"reops-pgid="
+/* Stderr seen without that line: past this, it is not coming. */
+#define PGID_SCAN_MAX		4096
+/* How long killing a command may take, all kills running at once. */
+#define KILL_BUDGET_MS		2000
 
 static const struct {
 	const char	*name;
@@ -43,7 +55,9 @@ static const struct {
 static void
 finish_slot(struct slot *sl)
 {
-	sl->job->row->duration_ms = now_ms() - sl->start;
+	/* A command being killed was timed when it was given up. */
+	if (sl->why[0] == '\0')
+		sl->job->row->duration_ms = now_ms() - sl->start;
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;
@@ -92,6 +106,38 @@ row_exit(struct slot *sl)
 		libssh2_free(sl->c->s, sig);
 }
 
+/*
+ * Takes the wrapper's line out of stderr and keeps its pid. It comes
+ * first, but a login shell's start-up files may have said something
+ * before it; the command's own output, after it, is left alone.
+ */
+static void
+pgid_scan(struct slot *sl)
+{
+	struct buf	*b = &sl->job->row->err;
+	const size_t	 ml = sizeof PGID_MARK - 1;
+	char		*p, *nl, *e;
+	long		 v;
+
+	if ((p = memmem(b->data, b->len, PGID_MARK, ml)) == NULL ||
+	    (nl = memchr(p + ml, '\n', b->len - (size_t)(p - b->data) - ml)) ==
+	    NULL) {
+		if (b->len > PGID_SCAN_MAX)
+			sl->pgid_state = 2;
+		return;
+	}
+	v = strtol(p + ml, &e, 10);
+	if (e == p + ml || e != nl || v <= 1) {
+		sl->pgid_state = 2;
+		return;
+	}
+	sl->pgid = v;
+	sl->pgid_state = 1;
+	memmove(p, nl + 1, b->len - (size_t)(nl + 1 - b->data));
+	b->len -= (size_t)(nl + 1 - p);
+	b->data[b->len] = '\0';
+}
+
 /* Reads what is there of one stream; 1 at its end, 0 for more later. */
 static int
 drain(struct slot *sl, int stream, int *rounds)
@@ -106,6 +152,8 @@ drain(struct slot *sl, int stream, int *rounds)
 		    sizeof chunk);
 		if (n > 0) {
 			buf_add(b, chunk, (size_t)n);
+			if (stream == 1 && sl->pgid_state == 0)
+				pgid_scan(sl);
 			(*rounds)--;
 			continue;
 		}
@@ -140,10 +188,16 @@ job_step(struct slot *sl)
 		sl->js = J_EXEC;
 		/* FALLTHROUGH */
 	case J_EXEC:
-		/* The same shell as the local transport, whatever the
-		 * user's login shell is. */
+		/*
+		 * The same shell as the local transport, whatever the
+		 * user's login shell is. Each exec keeps the pid that sshd
+		 * made a session leader: that is the group to kill. It comes
+		 * before any sudo in the command, so the kill needs no sudo
+		 * to find it.
+		 */
 		buf_init(&cmd);
-		buf_adds(&cmd, "exec /bin/sh -c ");
+		buf_adds(&cmd, "exec /bin/sh -c 'printf \"" PGID_MARK
+		    "%s\\n\" \"$$\" >&2; exec /bin/sh -c \"$1\"' reops-run ");
 		shell_quote(&cmd, j->command);
 		r = libssh2_channel_exec(sl->ch, cmd.data);
 		buf_free(&cmd);
@@ -222,6 +276,140 @@ job_step(struct slot *sl)
 	return -1;
 }
 
+/*
+ * The end of a command given up: the row says why, and whether its
+ * process group may live on; the session, in an unknown state, goes.
+ */
+static void
+kill_end(struct slot *sl, int gone)
+{
+	struct row	*r = sl->job->row;
+
+	buf_printf(&r->err, "%s%s\n", sl->why, gone ? "" :
+	    "; the remote command may still be running");
+	sl->ch = NULL;
+	sl->kch = NULL;
+	conn_drop(sl->c, 0);
+	finish_slot(sl);
+}
+
+/*
+ * TERM, a second to go, then KILL: about a second at most on the host,
+ * whatever the group does.
+ */
+static void
+kill_step(struct slot *sl)
+{
+	LIBSSH2_SESSION	*s = sl->c->s;
+	struct buf	 cmd;
+	char		 chunk[512];
+	ssize_t		 n;
+	int		 r, stream, more;
+
+	switch (sl->killing) {
+	case K_OPEN:
+		if ((sl->kch = libssh2_channel_open_session(s)) == NULL) {
+			if (libssh2_session_last_errno(s) ==
+			    LIBSSH2_ERROR_EAGAIN) {
+				wait_dirs(sl, s);
+				return;
+			}
+			kill_end(sl, 0);
+			return;
+		}
+		sl->killing = K_EXEC;
+		/* FALLTHROUGH */
+	case K_EXEC:
+		/*
+		 * A group that is gone already is fine. The wait for TERM
+		 * to work skips zombies, which an init may be slow to reap;
+		 * without ps(1) it is no wait at all. After KILL there is
+		 * nothing left that the login user may signal.
+		 */
+		buf_init(&cmd);
+		buf_printf(&cmd, "exec /bin/sh -c 'g=%ld; kill -TERM -$g "
+		    "2>/dev/null || exit 0; i=0; while [ $i -lt 10 ] && "
+		    "ps -A -o pgid= -o stat= 2>/dev/null | grep -q "
+		    "\"^ *$g  *[^Z]\"; do sleep 0.1; i=$((i + 1)); done; "
+		    "kill -KILL -$g 2>/dev/null; exit 0'", sl->pgid);
+		r = libssh2_channel_exec(sl->kch, cmd.data);
+		buf_free(&cmd);
+		if (r == LIBSSH2_ERROR_EAGAIN) {
+			wait_dirs(sl, s);
+			return;
+		}
+		if (r != 0) {
+			kill_end(sl, 0);
+			return;
+		}
+		sl->killing = K_READ;
+		/* FALLTHROUGH */
+	case K_READ:
+		/* It says nothing; its exit status is the answer. */
+		for (stream = 0; stream < 2; stream++)
+			for (more = READ_ROUNDS; more > 0; more--) {
+				n = libssh2_channel_read_ex(sl->kch, stream,
+				    chunk, sizeof chunk);
+				if (n == 0 || n == LIBSSH2_ERROR_EAGAIN)
+					break;
+				if (n < 0) {
+					kill_end(sl, 0);
+					return;
+				}
+			}
+		if (libssh2_channel_eof(sl->kch) != 1) {
+			if (libssh2_poll_channel_read(sl->kch, 1) == 1 ||
+			    libssh2_poll_channel_read(sl->kch, 0) == 1)
+				sl->kick = 1;
+			else
+				wait_dirs(sl, s);
+			return;
+		}
+		sl->killing = K_CLOSE;
+		/* FALLTHROUGH */
+	case K_CLOSE:
+		if (libssh2_channel_close(sl->kch) == LIBSSH2_ERROR_EAGAIN) {
+			wait_dirs(sl, s);
+			return;
+		}
+		sl->killing = K_WAIT_CLOSED;
+		/* FALLTHROUGH */
+	case K_WAIT_CLOSED:
+		if ((r = libssh2_channel_wait_closed(sl->kch)) ==
+		    LIBSSH2_ERROR_EAGAIN) {
+			wait_dirs(sl, s);
+			return;
+		}
+		kill_end(sl, r == 0 &&
+		    libssh2_channel_get_exit_status(sl->kch) == 0);
+		return;
+	case K_NONE:
+		break;
+	}
+}
+
+/*
+ * A command given up at a deadline or ^C: the row is final now, its
+ * process group is killed if the session still answers.
+ */
+static void
+kill_start(struct slot *sl)
+{
+	sl->job->row->duration_ms = now_ms() - sl->start;
+	sl->deadline = 0;
+	if (sl->js == J_OPEN || sl->js >= J_CLOSE) {
+		kill_end(sl, 1);	/* no command, or it has ended */
+		return;
+	}
+	if (sl->pgid_state != 1) {
+		kill_end(sl, 0);
+		return;
+	}
+	sl->killing = K_OPEN;
+	sl->kill_deadline = now_ms() + KILL_BUDGET_MS;
+	sl->kick = 1;
+}
+
 static void
 slot_step(struct ssh_cache *sc, struct slot *sl)
 {
@@ -230,6 +418,10 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	int		 r;
 
 	sl->kick = 0;
+	if (sl->killing) {
+		kill_step(sl);
+		return;
+	}
 	if (c->state != C_READY) {
 		if ((r = conn_step(sc, c, sl)) == 0)
 			return;
@@ -292,6 +484,10 @@ slot_timeout(struct slot *sl)
 	const char	*what;
 	int		 secs;
 
+	if (sl->killing) {
+		kill_end(sl, 0);	/* the session does not answer */
+		return;
+	}
 	if (c->state != C_READY) {
 		secs = sl->deadline != 0 && sl->deadline < sl->connect_deadline ?
 		    sl->job->timeout : c->connect_timeout;
@@ -304,17 +500,11 @@ slot_timeout(struct slot *sl)
 		row_unreachable(sl, c->reason);
 		return;
 	}
-	buf_printf(&r->err, "reops-run: timed out after %ds\n",
+	snprintf(sl->why, sizeof sl->why, "reops-run: timed out after %ds",
 	    sl->job->timeout);
 	r->status = ST_FAILED;
 	r->code = 124;
-	/*
-	 * libssh2 1.10 cannot send the command a signal, so it runs on
-	 * there; the session, in an unknown state, is given up.
-	 */
-	sl->ch = NULL;
-	conn_drop(c, 0);
-	finish_slot(sl);
+	kill_start(sl);
 }
 
 static void
@@ -322,12 +512,10 @@ slot_interrupt(struct slot *sl)
 {
 	struct row	*r = sl->job->row;
 
-	buf_adds(&r->err, "reops-run: interrupted\n");
+	snprintf(sl->why, sizeof sl->why, "reops-run: interrupted");
 	r->status = ST_FAILED;
 	r->code = 130;
-	sl->ch = NULL;
-	conn_drop(sl->c, 0);
-	finish_slot(sl);
+	kill_start(sl);
 }
 
 static long long
@@ -335,6 +523,8 @@ slot_deadline(const struct slot *sl)
 {
 	long long	d = sl->deadline;
 
+	if (sl->killing)
+		return sl->kill_deadline;
 	if (sl->c->state != C_READY && sl->connect_deadline != 0 &&
 	    (d == 0 || sl->connect_deadline < d))
 		d = sl->connect_deadline;
@@ -396,11 +586,14 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				    "started: interrupted\n");
 			}
 			first = n;
-			for (i = 0; i < (size_t)forks; i++)
-				if (slots[i].job != NULL) {
-					slot_interrupt(&slots[i]);
+			/* Those being killed already go on with that. */
+			for (i = 0; i < (size_t)forks; i++) {
+				if (slots[i].job == NULL || slots[i].killing)
+					continue;
+				slot_interrupt(&slots[i]);
+				if (slots[i].job == NULL)
 					active--;
-				}
+			}
 		}
 		if (active == 0 && first >= n)
 			break;
