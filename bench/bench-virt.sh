@@ -154,6 +154,7 @@ awk -v n="$DOMAINS" 'BEGIN {
 	print "<node>"
 	for (i = 0; i < n; i++)
 		printf "<domain type=\"test\"><name>vm-%d</name><metadata><reops:system xmlns:reops=\"https://reops.dev/xmlns/reops-run/1\" name=\"vm-%d\" type=\"b\" inventory=\"x\"/></metadata><memory unit=\"MiB\">64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices><interface type=\"network\"><source network=\"net\"/></interface></devices></domain>\n", i, i
+	# made-up DHCP leases of the test driver: never contacted
 	print "<network><name>net</name><bridge name=\"br9\"/><ip address=\"10.9.0.1\" netmask=\"255.255.0.0\"><dhcp><range start=\"10.9.0.2\" end=\"10.9.255.254\"/></dhcp></ip></network>"
 	print "<pool type=\"dir\"><name>pool</name><target><path>/pool</path></target></pool>"
 	print "</node>"

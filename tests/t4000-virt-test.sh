@@ -129,6 +129,8 @@ test_expect_success 'a test driver file and an inventory on it' '
 	    <vcpu>1</vcpu>
 	    <os><type>hvm</type></os>
 	  </domain>
+	  <!-- The test driver makes up DHCP leases in this range; nothing
+	       is ever sent there (guests of the test driver do not exist). -->
 	  <network>
 	    <name>lab-net</name>
 	    <bridge name="labbr0"/>
