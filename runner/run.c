@@ -148,10 +148,12 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 /*
  * Runs a command on every row that is still ok; rows that failed or were
  * unreachable earlier pass through unchanged, as in an Ansible play.
+ * after, when given, reads each answer of a row that ran (into columns).
  */
 int
 run_commands(struct run *run, struct stage *st, struct table *t,
-    void (*build)(struct buf *, struct stage *, const struct row *))
+    void (*build)(struct buf *, struct stage *, const struct row *),
+    void (*after)(struct table *, struct row *))
 {
 	struct job	*jobs;
 	struct buf	 cmd;
@@ -171,8 +173,11 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		n++;
 	}
 	r = n > 0 ? run_jobs(run, jobs, n) : 0;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (after != NULL)
+			after(t, jobs[i].row);
 		free(jobs[i].command);
+	}
 	free(jobs);
 	return r;
 }

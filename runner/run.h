@@ -64,7 +64,8 @@ extern volatile sig_atomic_t run_interrupted;
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
 int	run_commands(struct run *, struct stage *, struct table *,
-	    void (*)(struct buf *, struct stage *, const struct row *));
+	    void (*)(struct buf *, struct stage *, const struct row *),
+	    void (*)(struct table *, struct row *));
 void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 

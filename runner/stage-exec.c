@@ -29,7 +29,7 @@ exec_command(struct buf *cmd, struct stage *st, const struct row *r)
 static int
 exec_host(struct run *run, struct stage *st, struct table *t)
 {
-	return run_commands(run, st, t, exec_command);
+	return run_commands(run, st, t, exec_command, NULL);
 }
 
 const struct stage_entry stage_exec_entry = {

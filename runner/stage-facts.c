@@ -65,33 +65,25 @@ parse_facts(struct table *t, struct row *r)
 	return found == nitems(fact_names) ? 0 : -1;
 }
 
+static void
+facts_answer(struct table *t, struct row *r)
+{
+	if (r->status != ST_OK)
+		return;
+	if (parse_facts(t, r) != 0) {
+		r->status = ST_FAILED;
+		buf_adds(&r->err, "reops-run: facts: the host's answer lacks "
+		    "some facts\n");
+		return;
+	}
+	/* The facts are in their columns now. */
+	buf_reset(&r->out);
+}
+
 static int
 facts_host(struct run *run, struct stage *st, struct table *t)
 {
-	unsigned char	*ran;
-	struct row	*r;
-	size_t		 i;
-	int		 ret;
-
-	ran = xcalloc(t->n, 1);
-	for (i = 0; i < t->n; i++)
-		ran[i] = t->rows[i]->status == ST_OK;
-	ret = run_commands(run, st, t, facts_command);
-	for (i = 0; i < t->n; i++) {
-		r = t->rows[i];
-		if (!ran[i] || r->status != ST_OK)
-			continue;
-		if (parse_facts(t, r) != 0) {
-			r->status = ST_FAILED;
-			buf_adds(&r->err, "reops-run: facts: the host's answer "
-			    "lacks some facts\n");
-			continue;
-		}
-		/* The facts are in their columns now. */
-		buf_reset(&r->out);
-	}
-	free(ran);
-	return ret;
+	return run_commands(run, st, t, facts_command, facts_answer);
 }
 
 const struct stage_entry stage_facts_entry = {

@@ -57,7 +57,7 @@ ls_command(struct buf *cmd, struct stage *st, const struct row *r)
 static int
 ls_host(struct run *run, struct stage *st, struct table *t)
 {
-	return run_commands(run, st, t, ls_command);
+	return run_commands(run, st, t, ls_command, NULL);
 }
 
 static int

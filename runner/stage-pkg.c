@@ -174,22 +174,17 @@ take_manager(struct table *t, struct row *r)
 	r->out.data[r->out.len] = '\0';
 }
 
+static void
+pkg_answer(struct table *t, struct row *r)
+{
+	if (r->status != ST_UNREACHABLE)
+		take_manager(t, r);
+}
+
 static int
 pkg_host(struct run *run, struct stage *st, struct table *t)
 {
-	unsigned char	*ran;
-	size_t		 i;
-	int		 ret;
-
-	ran = xcalloc(t->n, 1);
-	for (i = 0; i < t->n; i++)
-		ran[i] = t->rows[i]->status == ST_OK;
-	ret = run_commands(run, st, t, pkg_command);
-	for (i = 0; i < t->n; i++)
-		if (ran[i] && t->rows[i]->status != ST_UNREACHABLE)
-			take_manager(t, t->rows[i]);
-	free(ran);
-	return ret;
+	return run_commands(run, st, t, pkg_command, pkg_answer);
 }
 
 const struct stage_entry stage_pkg_entry = {
