@@ -56,11 +56,10 @@ int		 node_col_at(const struct node *, size_t);
 #define map_key(n, i)	((n)->kids[2 * (i)])
 #define map_val(n, i)	((n)->kids[2 * (i) + 1])
 
-
-
 /* Checks a mapping's keys against the allowed ones ("did you mean"). */
 int		 node_check_keys(const struct node *, const char *const *,
 		    const char *, struct err *);
 int		 node_want(const struct node *, enum node_type, const char *,
 		    struct err *);
+
 #endif

@@ -23,7 +23,6 @@ enum color_mode {
 struct virt;
 struct ssh_cache;
 struct provision_set;
-struct target;
 
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
