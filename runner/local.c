@@ -43,28 +43,67 @@ pidfd_open_(pid_t pid)
 #endif
 }
 
+/*
+ * Why exec failed, from a fixed table: after fork in a threaded program
+ * strerror may take locks another thread held.
+ */
+static const char *
+exec_error(int e)
+{
+	switch (e) {
+	case E2BIG: return "Argument list too long";
+	case EACCES: return "Permission denied";
+	case ENOENT: return "No such file or directory";
+	case ENOEXEC: return "Exec format error";
+	case ENOMEM: return "Cannot allocate memory";
+	case ETXTBSY: return "Text file busy";
+	case ELOOP: return "Too many levels of symbolic links";
+	case ENAMETOOLONG: return "File name too long";
+	case EMFILE: return "Too many open files";
+	case EAGAIN: return "Resource temporarily unavailable";
+	}
+	return "exec failed";
+}
+
+/* fd onto target, inheritable: dup2(fd, fd) would keep O_CLOEXEC. */
+static void
+onto(int fd, int target)
+{
+	if (fd == target)
+		fcntl(fd, F_SETFD, 0);
+	else
+		dup2(fd, target);
+}
+
 static void
 child(const char *command, int out, int err)
 {
-	sigset_t	set;
-	int		null;
+	sigset_t	 set;
+	const char	*why;
+	int		 null;
 
 	setpgid(0, 0);
 	sigemptyset(&set);
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
-	if ((null = open("/dev/null", O_RDONLY)) != -1 && null != 0) {
-		dup2(null, 0);
-		close(null);
+	/* Out of 0-2 first, so that one dup2 cannot overwrite the other. */
+	if (out <= 2)
+		out = fcntl(out, F_DUPFD_CLOEXEC, 3);
+	if (err <= 2)
+		err = fcntl(err, F_DUPFD_CLOEXEC, 3);
+	if ((null = open("/dev/null", O_RDONLY)) != -1) {
+		onto(null, 0);
+		if (null != 0)
+			close(null);
 	}
-	dup2(out, 1);
-	dup2(err, 2);
-	if (out > 2)
-		close(out);
-	if (err > 2)
-		close(err);
+	onto(out, 1);
+	onto(err, 2);
 	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+	why = exec_error(errno);
+	(void)!write(2, "reops-run: cannot run command: ", 31);
+	(void)!write(2, why, strlen(why));
+	(void)!write(2, "\n", 1);
 	_exit(127);
 }
 
