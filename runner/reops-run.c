@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -52,10 +55,84 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
+static pthread_t	main_thread;
+
+/*
+ * SIGINT, SIGTERM and SIGHUP all stop the run the same way; the first one
+ * names the exit status (128 + its number). A signal that lands on another
+ * thread is passed on to the main one, whose poll it must interrupt.
+ */
 static void
 on_interrupt(int sig)
 {
-	run_interrupted = 1;
+	int	saved = errno;
+
+	if (run_interrupted == 0)
+		run_interrupted = sig;
+	if (!pthread_equal(pthread_self(), main_thread))
+		pthread_kill(main_thread, sig);
+	errno = saved;
+}
+
+/*
+ * Started with 0, 1 or 2 closed, the next file opened would take its
+ * place: the table would go into it, and a child's dup2(fd, 1) would keep
+ * the pipe close-on-exec. /dev/null stands in, as OpenSSH does.
+ */
+static void
+sanitise_stdfd(void)
+{
+	int	fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) == -1) {
+			/* Nowhere to complain to; keep the slot shut anyway. */
+			_exit(EXIT_INTERNAL);
+		}
+	}
+}
+
+/* Standard output is a pipe whose reader has gone ("| head -1"). */
+static int
+stdout_gone(void)
+{
+	struct pollfd	pfd;
+	struct stat	sb;
+
+	if (fstat(STDOUT_FILENO, &sb) != 0 || !S_ISFIFO(sb.st_mode))
+		return 0;
+	pfd.fd = STDOUT_FILENO;
+	pfd.events = 0;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR) != 0;
+}
+
+/*
+ * The end of every path that may have written to stdout: what could not
+ * be written shows now, and decides the exit status with the rest (see
+ * EXIT STATUS in reops-run(1)).
+ */
+static int
+finish(struct run *run, int status)
+{
+	print_done(run, stdout);
+	if (fclose(stdout) != 0 && run->output_error == 0) {
+		if (errno == EPIPE)
+			run_interrupted = SIGPIPE;
+		else
+			fprintf(stderr, "reops-run: standard output: %s\n",
+			    strerror(errno));
+		run->output_error |= 1;
+	}
+	if (status == EXIT_USAGE)
+		return status;
+	if (run_interrupted)
+		return 128 + run_interrupted;
+	if (run->output_error)
+		return EXIT_INTERNAL;
+	return status;
 }
 
 static int __attribute__((format(printf, 1, 2)))
@@ -201,28 +278,6 @@ has_output_stage(const struct pipeline *p)
 	return 0;
 }
 
-/* Without an output stage, failures still must not pass unseen. */
-static void
-report_failures(const struct table *t)
-{
-	const struct row	*r;
-	const char		*nl;
-	size_t			 i;
-
-	for (i = 0; i < t->n; i++) {
-		r = t->rows[i];
-		if (r->status == ST_OK)
-			continue;
-		nl = r->err.len > 0 ? memchr(r->err.data, '\n', r->err.len) :
-		    NULL;
-		fprintf(stderr, "reops-run: %s: %s (code %d)%s%.*s\n",
-		    r->target, status_name(r->status), r->code,
-		    r->err.len > 0 ? ": " : "",
-		    (int)(nl != NULL ? (size_t)(nl - r->err.data) : r->err.len),
-		    r->err.len > 0 ? r->err.data : "");
-	}
-}
-
 static int
 confirm(const struct pipeline *p, size_t n, const struct options *opt)
 {
@@ -265,6 +320,7 @@ main(int argc, char **argv)
 	int			 ch, npl = 0, i, status = EXIT_OK, have_limit = 0;
 	size_t			 k;
 
+	sanitise_stdfd();
 	memset(&opt, 0, sizeof opt);
 	memset(&ov, 0, sizeof ov);
 	memset(&run, 0, sizeof run);
@@ -323,7 +379,7 @@ main(int argc, char **argv)
 			break;
 		case OPT_LIST_STAGES:
 			list_stages();
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
 		case OPT_SET:
 			if ((eq = strchr(optarg, '=')) == NULL ||
 			    eq == optarg)
@@ -340,10 +396,10 @@ main(int argc, char **argv)
 			break;
 		case OPT_VERSION:
 			printf("reops-run %s\n", PACKAGE_VERSION);
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
 		case OPT_HELP:
 			fputs(usage_text, stdout);
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
 		default:
 			fputs(usage_text, stderr);
 			return EXIT_USAGE;
@@ -434,29 +490,39 @@ main(int argc, char **argv)
 	run.color = opt.color == COLOR_ALWAYS || (opt.color == COLOR_AUTO &&
 	    run.tty && (nc == NULL || *nc == '\0'));
 	memset(&sa, 0, sizeof sa);
+	main_thread = pthread_self();
 	sa.sa_handler = on_interrupt;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
 	for (i = 0; i < npl && !run_interrupted; i++) {
+		if (stdout_gone()) {
+			run_interrupted = SIGPIPE;
+			break;
+		}
 		t = initial_table(targets[i], ntargets[i]);
 		if (run_pipeline(&run, pl[i], t) != 0)
 			status = EXIT_INTERNAL;
-		if (run_interrupted) {
+		if (run_interrupted == SIGPIPE) {
+			/* Whoever reads our output went away: so do we. */
+		} else if (run_interrupted) {
 			/* The rows so far, for the person who pressed ^C. */
 			print_pretty(&run, run.out, t);
 		} else if (!opt.json && !has_output_stage(pl[i]) &&
-		    log_level >= 0)
-			report_failures(t);
-		if (opt.json)
+		    log_level >= 0) {
+			print_failures(stderr, t);
+			print_done(&run, stderr);
+		}
+		if (opt.json && run_interrupted != SIGPIPE) {
 			for (k = 0; k < t->n; k++)
 				print_json_row(stdout, t, t->rows[k]);
-		fflush(stdout);
+			print_done(&run, stdout);
+		}
 		table_free(t);
 	}
-	if (run_interrupted)
-		status = EXIT_INTERRUPT;
-	else if (status == EXIT_OK && run.saw_failed)
+	if (status == EXIT_OK && run.saw_failed)
 		status = EXIT_FAILED;
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;
@@ -479,7 +545,5 @@ out:
 	free(ov.keys);
 	free(ov.values);
 	free(ov.used);
-	if (fflush(stdout) != 0 && status == EXIT_OK)
-		status = EXIT_INTERNAL;
-	return status;
+	return finish(&run, status);
 }

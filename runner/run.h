@@ -44,6 +44,7 @@ struct run {
 	int			 tty;	/* out is a terminal */
 	int			 saw_failed;
 	int			 saw_unreachable;
+	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
 	struct provision_set	*provision; /* types' provision pipelines */
@@ -76,6 +77,8 @@ void	provision_free(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);
 void	print_json_row(FILE *, const struct table *, const struct row *);
+void	print_failures(FILE *, const struct table *);
+int	print_done(struct run *, FILE *);
 void	print_plan(FILE *, const struct pipeline *, const struct target *,
 	    size_t, int);
 
