@@ -60,14 +60,18 @@ descriptor_name(const char *file)
 	    strncmp(file, "/proc/", 6) == 0;
 }
 
-/* Into a FIFO, a device or an open file: no temporary, no rename. */
+/*
+ * Into a FIFO, a device or an open file (appended to, as after what
+ * went there before): no temporary, no rename.
+ */
 static int
 write_straight(struct stage *st, const char *file, const struct table *t)
 {
 	FILE	*f;
 	int	 fd;
 
-	if ((fd = open(file, O_WRONLY | O_NOCTTY | O_CLOEXEC)) == -1)
+	if ((fd = open(file, O_WRONLY | O_APPEND | O_NOCTTY |
+	    O_CLOEXEC)) == -1)
 		return write_error(st, file, errno);
 	if ((f = fdopen(fd, "w")) == NULL) {
 		close(fd);
