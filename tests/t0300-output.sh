@@ -73,11 +73,11 @@ test_expect_success 'a file size limit cuts --json short: exit 4, not 0' '
 '
 
 test_expect_success 'a reader that goes away: exit 141, nothing on stderr, no more work' '
-	marker="t0300-head-$$" &&
+	marker="300.0$$1" &&
 	cat >later.yaml <<-EOF &&
 	hosts: web-1
 	stages:
-	  - exec: "touch started.later; sleep 300 #$marker"
+	  - exec: "touch started.later; sleep $marker"
 	EOF
 	{ reops_run -t 10 bigp.yaml later.yaml 2>err; echo $? >code; } | head -1 >first &&
 	test "$(cat code)" = 141 &&

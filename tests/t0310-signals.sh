@@ -17,23 +17,31 @@ groups:
 YAML
 ssh_group remote h1 h2 >hosts.d/20-remote.yaml
 
-# await_marker M: a process whose command line holds M exists (10 s).
-await_marker () {
-	i=0
-	while ! pgrep -f -- "$1" >/dev/null && [ $i -lt 100 ]; do
+# Each test's commands sleep for 300.0<pid><n> seconds: the number is its
+# marker, carried by the sleep itself and by the shell around it.
+
+# await_started M FILE...: every FILE exists and a process with M runs
+# (10 s).
+await_started () {
+	local m=$1 f i=0
+	shift
+	while [ $i -lt 100 ]; do
+		for f in "$@"; do
+			[ -e "$f" ] || break
+		done
+		[ -e "$f" ] && pgrep -f -- "$m" >/dev/null && return 0
 		sleep 0.1
 		i=$((i + 1))
 	done
-	pgrep -f -- "$1" >/dev/null || {
-		echo "never started: $1"
-		return 1
-	}
+	echo "never started: $m ($*)"
+	ls
+	return 1
 }
 
 # gone_marker M: no process with M is left, waiting up to 10 s; what is
 # left is shown, then killed by pid.
 gone_marker () {
-	i=0
+	local i=0 p
 	while pgrep -f -- "$1" >/dev/null && [ $i -lt 100 ]; do
 		sleep 0.1
 		i=$((i + 1))
@@ -46,40 +54,41 @@ gone_marker () {
 	fi
 }
 
-# run_and_signal SIG "MARKER..." ARGS...: reops-run ARGS in the
-# background (out, err), SIG once every MARKER runs; the exit status is
-# left in code.
+# run_and_signal SIG MARKER FILES ARGS...: reops-run ARGS in the
+# background (out, err), SIG once the files (a space-separated list) exist
+# and MARKER runs; the exit status is left in code.
 run_and_signal () {
-	local rs_sig=$1 rs_markers=$2 m
-	shift 2
+	local rs_sig=$1 rs_marker=$2 rs_files=$3
+	shift 3
+	rm -f started.*
 	"$REOPS_RUN" "$@" >out 2>err &
 	pid=$!
-	for m in $rs_markers; do
-		await_marker "$m" || { kill -KILL $pid; wait $pid; return 1; }
-	done
+	await_started "$rs_marker" $rs_files ||
+	{ kill -KILL $pid; wait $pid; return 1; }
 	kill -"$rs_sig" $pid
 	wait $pid
 	code=$?
 	echo "exit status $code"
 }
 
-# web-1 finishes at once, web-2 sleeps with MARKER, web-3 never starts.
+# web-1 finishes at once, web-2 sleeps (MARKER), web-3 never starts.
 local_pipeline () {
 	cat >"$1" <<-EOF
 	hosts: web
 	stages:
-	  - exec: "test \${target} = web-1 && echo quick && exit; touch started.\${target}; sleep 300 #$2-\${target}"
+	  - exec: "test \${target} = web-1 && echo quick && exit; touch $TRASH/started.\${target}; sleep $2"
 	EOF
 }
 
+n=0
 for pair in TERM:143 HUP:129 INT:130; do
 	sig=${pair%:*}
 	want=${pair#*:}
+	n=$((n + 1))
+	marker="300.0$$$n"
 	test_expect_success "SIG$sig: in-flight killed, rows so far printed, exit $want" '
-		marker="t0310-$sig-$$" &&
-		rm -f started.* &&
 		local_pipeline l.yaml "$marker" &&
-		run_and_signal $sig "$marker-web-2" --forks 1 l.yaml &&
+		run_and_signal $sig "$marker" started.web-2 --forks 1 l.yaml &&
 		test "$code" = $want &&
 		test_grep "^web-1: ok code=0" out &&
 		test_grep "^web-2: failed code=130" out &&
@@ -90,9 +99,9 @@ for pair in TERM:143 HUP:129 INT:130; do
 done
 
 test_expect_success 'SIGTERM with --json: the rows so far are on stdout' '
-	marker="t0310-json-$$" &&
+	marker="300.0$$4" &&
 	local_pipeline j.yaml "$marker" &&
-	run_and_signal TERM "$marker-web-2" --forks 1 --json j.yaml &&
+	run_and_signal TERM "$marker" started.web-2 --forks 1 --json j.yaml &&
 	test "$code" = 143 &&
 	json_get status out >got &&
 	printf "ok\nfailed\nskipped\n" >want &&
@@ -101,9 +110,9 @@ test_expect_success 'SIGTERM with --json: the rows so far are on stdout' '
 '
 
 test_expect_success 'SIGTERM: the command is killed on its ssh host' '
-	marker="t0310-ssh-$$" &&
-	pipeline s.yaml remote "exec: \"sleep 300 #$marker-\${target}\"" &&
-	run_and_signal TERM "$marker-h1 $marker-h2" s.yaml &&
+	marker="300.0$$5" &&
+	pipeline s.yaml remote "exec: \"touch $TRASH/started.\${target}; sleep $marker\"" &&
+	run_and_signal TERM "$marker" "started.h1 started.h2" s.yaml &&
 	test "$code" = 143 &&
 	test_grep "^h1: failed code=130" out &&
 	test_grep "^h2: failed code=130" out
@@ -111,9 +120,9 @@ test_expect_success 'SIGTERM: the command is killed on its ssh host' '
 '
 
 test_expect_success 'SIGHUP with local and ssh rows in flight at once' '
-	marker="t0310-mixed-$$" &&
-	pipeline m.yaml "[web-2, h1]" "exec: \"sleep 300 #$marker-\${target}\"" &&
-	run_and_signal HUP "$marker-web-2 $marker-h1" m.yaml &&
+	marker="300.0$$6" &&
+	pipeline m.yaml "[web-2, h1]" "exec: \"touch $TRASH/started.\${target}; sleep $marker\"" &&
+	run_and_signal HUP "$marker" "started.web-2 started.h1" m.yaml &&
 	test "$code" = 129 &&
 	test_grep "^web-2: failed code=130" out &&
 	test_grep "^h1: failed code=130" out
