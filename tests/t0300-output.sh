@@ -28,6 +28,11 @@ stages:
   - exec: "seq 100000 120000"
   - pretty
 YAML
+cat >bigj.yaml <<'YAML'
+hosts: web
+stages:
+  - exec: "seq 100000 120000"
+YAML
 cat >fail.yaml <<'YAML'
 hosts: web
 stages:
@@ -85,6 +90,13 @@ test_expect_success 'a reader that goes away: exit 141, nothing on stderr, no mo
 	test_cmp /dev/null err &&
 	! test -e started.later &&
 	! pgrep -f -- "$marker"
+'
+
+test_expect_success '--json to a reader that goes away: exit 141, quiet' '
+	{ reops_run --json bigj.yaml 2>err; echo $? >code; } | head -c 10 >first &&
+	test "$(cat code)" = 141 &&
+	test "$(cat first)" = "{\"target\":" &&
+	test_cmp /dev/null err
 '
 
 test_expect_success 'json stage: a symlink planted at the old temporary name is not followed' '
