@@ -87,10 +87,9 @@ sanitise_stdfd(void)
 	for (fd = 0; fd <= 2; fd++) {
 		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
 			continue;
-		if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) == -1) {
-			/* Nowhere to complain to; keep the slot shut anyway. */
+		/* Without /dev/null there is nowhere to say so, either. */
+		if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) == -1)
 			_exit(EXIT_INTERNAL);
-		}
 	}
 }
 

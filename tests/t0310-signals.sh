@@ -21,11 +21,11 @@ ssh_group remote h1 h2 >hosts.d/20-remote.yaml
 # marker, carried by the sleep itself and by the shell around it.
 
 # await_started M FILE...: every FILE exists and a process with M runs
-# (10 s).
+# (30 s: an ssh login under ASan on a loaded machine is slow).
 await_started () {
 	local m=$1 f i=0
 	shift
-	while [ $i -lt 100 ]; do
+	while [ $i -lt 300 ]; do
 		for f in "$@"; do
 			[ -e "$f" ] || break
 		done
@@ -38,11 +38,11 @@ await_started () {
 	return 1
 }
 
-# gone_marker M: no process with M is left, waiting up to 10 s; what is
+# gone_marker M: no process with M is left, waiting up to 20 s; what is
 # left is shown, then killed by pid.
 gone_marker () {
 	local i=0 p
-	while pgrep -f -- "$1" >/dev/null && [ $i -lt 100 ]; do
+	while pgrep -f -- "$1" >/dev/null && [ $i -lt 200 ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
