@@ -406,11 +406,15 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0)
-		return usage_error("%s", "no pipeline given");
-	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0)
-		return usage_error("unable to read ssh config '%s': %s",
+	if (argc == 0) {
+		status = usage_error("%s", "no pipeline given");
+		goto out;
+	}
+	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0) {
+		status = usage_error("unable to read ssh config '%s': %s",
 		    opt.ssh_config, strerror(errno));
+		goto out;
+	}
 	ov.used = xcalloc(ov.n + 1, 1);
 	ov.check = opt.check;
 
