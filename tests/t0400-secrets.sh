@@ -128,15 +128,18 @@ test_expect_success 'a command whose error quotes the value: masked' '
 	no_secret out err
 '
 
-# The value is also the pipeline's directory: the debug line of each stage
-# and a load error both quote that path.
-test_expect_success 'a log line and a load error that quote the value: ***' '
+# The value is also the pipeline's directory: the debug line of each stage,
+# the plan and a load error all quote that path.
+test_expect_success 'a log line, the plan and a load error that quote the value: ***' '
 	d="dir-$$-shown" &&
 	mkdir -p "$d" &&
 	printf "hosts: a\nparams:\n  t: { secret: true, env: T0400_DIR }\nstages:\n  - exec: \"true\"\n" >"$d/p.yaml" &&
 	T0400_DIR=$d reops_run -v -v "$d/p.yaml" >out 2>err &&
 	test_grep "^reops-run: debug: \*\*\*/p.yaml:5:5: stage .exec." err &&
 	! grep -F "$d" err &&
+	T0400_DIR=$d reops_run --check "$d/p.yaml" >plan 2>err &&
+	test_grep "^pipeline \*\*\*/p.yaml \(\*\*\*/p.yaml\)$" plan &&
+	! grep -F "$d" plan err &&
 	printf "  - frobnicate\n" >>"$d/p.yaml" &&
 	T0400_DIR=$d test_exit 2 reops_run "$d/p.yaml" >out 2>err &&
 	echo "***/p.yaml:6:5: unknown stage '"'"'frobnicate'"'"'; '"'"'reops-run --list-stages'"'"' lists them" >want &&
