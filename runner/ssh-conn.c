@@ -839,13 +839,19 @@ conn_resolving(const struct conn *c)
 	    (c->state == C_JUMP && c->jump->state == C_RESOLVE);
 }
 
-/* A target behind a bastion has no socket: its buffers say. */
+/*
+ * A target behind a bastion has no socket: its buffers say whether a
+ * step would get on.
+ */
 int
 conn_tunnel_ready(const struct conn *c, int events)
 {
 	const struct tunnel	*t = c->tun;
 
-	if (t == NULL || c->state == C_JUMP)
+	/* Another target's step may have readied the bastion, or lost it. */
+	if (c->state == C_JUMP)
+		return c->jump->state == C_READY || c->jump->state == C_DEAD;
+	if (t == NULL)
 		return 0;
 	if (t->state == T_WAIT)
 		return 0;
