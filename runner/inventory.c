@@ -190,10 +190,11 @@ want_proxy_jump(const struct node *n, const char **out, struct err *e)
 	size_t			 bad;
 	int			 r;
 
-	if (node_is_null(n) || n->type != NODE_SCALAR)
+	if (node_is_null(n))
+		return node_err(e, n, "'proxy-jump' needs a value");
+	if (n->type != NODE_SCALAR)
 		return node_err(e, n, "'proxy-jump' must be [user@]HOST[:PORT] "
-		    "or none, not %s", node_is_null(n) ? "nothing" :
-		    node_type_name(n));
+		    "or none, not a %s", node_type_name(n));
 	if ((r = proxy_jump_parse(n->str, &pj, &bad, &why)) < 0)
 		return err_at(e, n->file, n->line, node_col_at(n, bad),
 		    "invalid 'proxy-jump' '%s': %s", n->str, why);
