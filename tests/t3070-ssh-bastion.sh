@@ -163,6 +163,40 @@ test_expect_success 'megabytes both ways through the bastion, byte for byte' '
 	sort -u got64 | cmp - want64
 '
 
+test_expect_success 'a bastion that cannot reach its target says so; the others go on' '
+	mkdir -p closed.d &&
+	ssh_group gw h1 >closed.d/gw.yaml &&
+	cat >closed.d/web.yaml <<-EOF &&
+	groups:
+	  web:
+	    auth: { user: root, key: $SSH_KEYS/id_ed25519, port: $SSH_PORT }
+	    known-hosts: $SSH_KNOWN
+	    proxy-jump: h1
+	    hosts:
+	      - { name: h2, address: $(sshd_host_addr 2), port: 1 }
+	      - { name: h3, address: $(sshd_host_addr 3) }
+	EOF
+	test_exit 3 reops_run -i closed.d --json one.yaml >out &&
+	reasons out >got &&
+	cat >want <<-EOF &&
+	h2 unreachable: reops-run: bastion ${SQ}h1${SQ}: unable to reach $(sshd_host_addr 2) port 1 through it: Channel open failure (connect failed)
+	h3 ok: h3
+	EOF
+	test_cmp want got
+'
+
+test_expect_success 'the example inventory of reops-hosts(5) is quoted whole and loads' '
+	ex=examples/bastion/inventory/10-bastion.yaml &&
+	sed -n "/^\.Pa ${ex//\//\\/}\$/,/^\.Ed/p" "$SRCDIR/man/reops-hosts.5" |
+	    sed -e "1,/^\.Bd/d" -e "/^\.Ed/d" >quoted &&
+	test -s quoted &&
+	grep -v "^#" "$SRCDIR/$ex" >file &&
+	test_cmp file quoted &&
+	printf "hosts: web\nstages:\n  - exec: uptime\n" >ex.yaml &&
+	reops_run -i "$SRCDIR/${ex%/*}" --check ex.yaml >out &&
+	test_grep "^targets: 4 hosts$" out
+'
+
 test_expect_success 'a target with a changed key behind a working bastion' '
 	sshd_rekey_host "$SSHD_DIR" 3 &&
 	test_exit 3 reops_run --json p.yaml >out &&
