@@ -662,6 +662,14 @@ tunnel_read(struct conn *b, struct tunnel *t)
 	return got;
 }
 
+/* Open, not at its end, and room for more from the target. */
+static int
+tunnel_room(const struct tunnel *t)
+{
+	return t->state == T_OPEN && t->ch != NULL && !t->eof &&
+	    t->in.len - t->in_off < TUNNEL_CAP;
+}
+
 /* Closing takes a reply from the bastion: called until it has one. */
 static int
 tunnel_close(struct conn *b, struct tunnel *t)
@@ -755,10 +763,21 @@ jump_pump(struct conn *b)
 		if (r != 0 || b->state != C_READY)
 			return;
 	}
+	/*
+	 * One read takes in what the socket has, for every channel; then
+	 * only the channels that libssh2 holds data (or the end) for are
+	 * read, so that idle channels cost no system call.
+	 */
+	for (t = b->tunnels; t != NULL && !tunnel_room(t); t = t->next)
+		;
+	if (t != NULL && tunnel_read(b, t) < 0)
+		return;
 	for (pass = 0; pass < PUMP_PASSES; pass++) {
 		got = 0;
 		for (t = b->tunnels; t != NULL; t = t->next) {
-			if (t->state != T_OPEN || t->ch == NULL)
+			if (!tunnel_room(t) ||
+			    (libssh2_poll_channel_read(t->ch, 0) != 1 &&
+			    libssh2_channel_eof(t->ch) != 1))
 				continue;
 			if ((r = tunnel_read(b, t)) < 0)
 				return;
@@ -768,8 +787,7 @@ jump_pump(struct conn *b)
 			break;
 	}
 	for (t = b->tunnels; t != NULL; t = t->next)
-		if (t->state == T_OPEN && t->ch != NULL && !t->eof &&
-		    t->in.len - t->in_off < TUNNEL_CAP &&
+		if (tunnel_room(t) &&
 		    (libssh2_poll_channel_read(t->ch, 0) == 1 ||
 		    libssh2_channel_eof(t->ch) == 1))
 			b->pump_again = 1;
@@ -780,6 +798,7 @@ int
 jump_pollfds(struct ssh_cache *sc, struct pollfd *pfd)
 {
 	struct conn	*b;
+	struct tunnel	*t;
 	size_t		 i;
 	int		 now = 0, d;
 
@@ -792,7 +811,13 @@ jump_pollfds(struct ssh_cache *sc, struct pollfd *pfd)
 			continue;
 		pfd[i].fd = b->fd;
 		d = libssh2_session_block_directions(b->s);
-		pfd[i].events = POLLIN;
+		/* Nothing is read while every target's buffer is full. */
+		for (t = b->tunnels; t != NULL; t = t->next)
+			if (tunnel_room(t) || t->state == T_CLOSE ||
+			    t == b->opening) {
+				pfd[i].events = POLLIN;
+				break;
+			}
 		if (d & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 			pfd[i].events |= POLLOUT;
 		if (b->pump_again)
@@ -1038,7 +1063,7 @@ int
 conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 {
 	struct addrinfo	 hints;
-	struct tunnel	*t;
+	struct tunnel	*t, **tp;
 	socklen_t	 elen;
 	char		 port[16], *reason;
 	int		 r, soerr;
@@ -1091,8 +1116,10 @@ conn_step(struct ssh_cache *sc, struct conn *c, struct slot *sl)
 		t->port = c->port;
 		buf_init(&t->in);
 		buf_init(&t->out);
-		t->next = c->jump->tunnels;
-		c->jump->tunnels = t;
+		/* Opened in the order asked for. */
+		for (tp = &c->jump->tunnels; *tp != NULL; tp = &(*tp)->next)
+			;
+		*tp = t;
 		c->jump->pump_again = 1;
 		c->tun = t;
 		c->state = C_TUNNEL;
