@@ -119,7 +119,7 @@ proxy_jump_parse(const char *s, struct proxy_jump *pj, size_t *bad,
 			if ((unsigned char)*q <= ' ' || *q == '/' ||
 			    *q == ':' || *q == '\\' || *q == 0x7f) {
 				*bad = (size_t)(q - s);
-				*why = "the user has a character a user name has not";
+				*why = "the user has a character not in names";
 				return -1;
 			}
 		h = at + 1;

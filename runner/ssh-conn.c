@@ -141,7 +141,8 @@ conn_init(struct ssh_cache *sc, struct conn *c, const struct host *h,
 	if (h->address != h->name)
 		c->addr = xstrdup(h->address);
 	else
-		c->addr = xstrdup(hc->hostname != NULL ? hc->hostname : h->name);
+		c->addr = xstrdup(hc->hostname != NULL ? hc->hostname :
+		    h->name);
 	c->port = h->port ? h->port : !jump_port && g->auth.port ?
 	    g->auth.port : hc->port ? hc->port : 22;
 	if (h->user != NULL)
