@@ -655,6 +655,11 @@ tunnel_read(struct conn *b, struct tunnel *t)
 		}
 		if (n == 0 && libssh2_channel_eof(t->ch) != 1)
 			break;
+		/* Said if the target's session breaks on it. */
+		if (t->c != NULL && t->error == NULL)
+			t->error = xasprintf("bastion '%s': the channel to "
+			    "%s port %d was closed", t->c->jump_name, t->addr,
+			    t->port);
 		t->eof = 1;
 		got = 1;
 	}

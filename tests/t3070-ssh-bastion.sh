@@ -197,6 +197,22 @@ test_expect_success 'the example inventory of reops-hosts(5) is quoted whole and
 	test_grep "^targets: 4 hosts$" out
 '
 
+test_expect_success 'the bastion lost under a running command: unreachable, naming it' '
+	mkdir -p lost.d &&
+	ssh_group gw h1 >lost.d/gw.yaml &&
+	ssh_group web h2 -- "proxy-jump: h1" >lost.d/web.yaml &&
+	cp hosts.d/here.yaml lost.d/ &&
+	pipeline lost.yaml "[web, here]" "exec: echo one" \
+	    "exec: bash -c \". $SRCDIR/tests/lib-sshd.sh && sshd_stop_host $SSHD_DIR 1\"; echo stopped" \
+	    "exec: echo three" &&
+	test_exit 3 reops_run -i lost.d --json lost.yaml >out &&
+	reasons out >got &&
+	test_grep "^h2 unreachable: reops-run: connection to $(sshd_host_addr 2) port $SSH_PORT failed while running the command: bastion ${SQ}h1${SQ}: " got &&
+	test_grep "^local-1 ok: three$" got &&
+	test "$(wc -l <got)" = 2 &&
+	sshd_restart_host "$SSHD_DIR" 1
+'
+
 test_expect_success 'a target with a changed key behind a working bastion' '
 	sshd_rekey_host "$SSHD_DIR" 3 &&
 	test_exit 3 reops_run --json p.yaml >out &&
