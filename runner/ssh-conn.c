@@ -214,16 +214,24 @@ jump_get(struct ssh_cache *sc, const struct host *target, const char *spec)
 	char			*key;
 	size_t			 bad;
 
-	if (proxy_jump_parse(spec, &pj, &bad, &why) != 0)
-		return NULL;	/* checked when read: "none" */
-	if ((ih = inventory_host(sc->inv, pj.host)) != NULL)
-		key = xasprintf("\001%s", spec);
-	else
-		key = xasprintf("\001%s\001%s", target->group->name, spec);
-	if ((b = hmap_get(&sc->conns, key)) != NULL) {
+	/* Known already, as a host of hosts.d or as this group's address? */
+	key = xasprintf("\001%s", spec);
+	if ((b = hmap_get(&sc->conns, key)) == NULL) {
 		free(key);
-		proxy_jump_free(&pj);
+		key = xasprintf("\001%s\001%s", target->group->name, spec);
+		b = hmap_get(&sc->conns, key);
+	}
+	if (b != NULL) {
+		free(key);
 		return b;
+	}
+	if (proxy_jump_parse(spec, &pj, &bad, &why) != 0) {
+		free(key);
+		return NULL;	/* checked when read: "none" */
+	}
+	if ((ih = inventory_host(sc->inv, pj.host)) != NULL) {
+		free(key);
+		key = xasprintf("\001%s", spec);
 	}
 	b = xcalloc(1, sizeof *b);
 	b->is_jump = 1;
