@@ -449,7 +449,7 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	/* The session broke under a running command: it is of no more use. */
 	buf_printf(&row->err, "reops-run: connection to %s port %d failed "
 	    "while running the command: %s\n", c->addr, c->port,
-	    last_error(c->s));
+	    conn_error(c));
 	row->status = ST_UNREACHABLE;
 	row->code = UNREACHABLE_CODE;
 	sl->ch = NULL;
@@ -483,7 +483,6 @@ slot_timeout(struct slot *sl)
 {
 	struct conn	*c = sl->c;
 	struct row	*r = sl->job->row;
-	const char	*what;
 	int		 secs;
 
 	if (sl->killing) {
@@ -493,12 +492,7 @@ slot_timeout(struct slot *sl)
 	if (c->state != C_READY) {
 		secs = sl->deadline != 0 && sl->deadline < sl->connect_deadline ?
 		    sl->job->timeout : c->connect_timeout;
-		what = c->state == C_NEW || c->state == C_RESOLVE ?
-		    "resolving" : c->state == C_TCP ? "connecting to" :
-		    c->state == C_HANDSHAKE ? "in the SSH handshake with" :
-		    "authenticating to";
-		conn_dead(c, "timed out after %ds %s %s port %d", secs, what,
-		    c->addr, c->port);
+		conn_timeout(c, secs);
 		row_unreachable(sl, c->reason);
 		return;
 	}
@@ -541,7 +535,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	struct pollfd		*pfd;
 	struct conn		*c;
 	unsigned char		*started;
-	size_t			 first = 0, active = 0, i, np;
+	size_t			 first = 0, active = 0, i, np, npfd;
 	long long		 now, d;
 	int			 forks, wait_ms, r = 0;
 
@@ -549,7 +543,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
-	pfd = xcalloc((size_t)forks, sizeof *pfd);
+	npfd = (size_t)forks;
+	pfd = xcalloc(npfd, sizeof *pfd);
 	started = xcalloc(n, 1);
 	for (;;) {
 		/* Start what we may; a host already busy waits its turn. */
@@ -606,9 +601,10 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			pfd[i].revents = 0;
 			if (slots[i].job == NULL)
 				continue;
-			if (slots[i].kick)
+			if (slots[i].kick || conn_tunnel_ready(slots[i].c,
+			    slots[i].events))
 				wait_ms = 0;
-			else if (slots[i].c->state == C_RESOLVE &&
+			else if (conn_resolving(slots[i].c) &&
 			    (wait_ms < 0 || wait_ms > RESOLVE_POLL_MS))
 				wait_ms = RESOLVE_POLL_MS;
 			if ((d = slot_deadline(&slots[i])) != 0) {
@@ -616,16 +612,25 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				if (wait_ms < 0 || d < wait_ms)
 					wait_ms = (int)d;
 			}
-			pfd[i].fd = slots[i].c->fd;
+			pfd[i].fd = conn_pollfd(slots[i].c);
 			pfd[i].events = (short)slots[i].events;
 		}
+		/* The bastions' sockets follow the slots'. */
+		if (npfd < (size_t)forks + sc->njumps) {
+			npfd = (size_t)forks + sc->njumps;
+			pfd = xreallocarray(pfd, npfd, sizeof *pfd);
+		}
+		if (jump_pollfds(sc, pfd + forks))
+			wait_ms = 0;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (poll(pfd, (nfds_t)forks, wait_ms) == -1 && errno != EINTR) {
+		if (poll(pfd, (nfds_t)forks + sc->njumps, wait_ms) == -1 &&
+		    errno != EINTR) {
 			r = -1;
 			break;
 		}
+		jump_service(sc, pfd + forks);
 		now = now_ms();
 		for (i = 0; i < (size_t)forks; i++) {
 			struct slot *sl = &slots[i];
@@ -633,7 +638,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			if (sl->job == NULL)
 				continue;
 			if (pfd[i].revents != 0 || sl->kick ||
-			    sl->c->state == C_RESOLVE)
+			    conn_resolving(sl->c) ||
+			    conn_tunnel_ready(sl->c, sl->events))
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
@@ -641,6 +647,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			if (sl->job == NULL)
 				active--;
 		}
+		/* What the slots wrote to their tunnels goes out now. */
+		jump_service(sc, NULL);
 	}
 	free(started);
 	free(slots);
@@ -660,22 +668,23 @@ ssh_cleanup(struct run *run)
 
 	if (sc == NULL)
 		return;
-	for (i = 0; i < sc->nall; i++) {
-		c = sc->all[i];
-		conn_drop(c, c->state == C_READY);
-		/* One budget for all of them, not one each. */
-		wait = (int)(until - now_ms());
-		if (resolve_free(c, wait > 0 ? wait : 0) != 0)
-			log_debug("%s: the resolver is still at work", c->addr);
-		free(c->addr);
-		free(c->user);
-		for (k = 0; k < c->nkeys; k++)
-			free(c->keys[k]);
-		free(c->keys);
-		free(c->reason);
-		buf_free(&c->tried);
-		free(c);
-	}
+	/* Targets behind a bastion say goodbye through it, so it goes last. */
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < sc->nall; i++) {
+			c = sc->all[i];
+			if (c->is_jump != (int)k)
+				continue;
+			if (k == 1)
+				jump_service(sc, NULL);
+			conn_drop(c, c->state == C_READY);
+			/* One budget for all of them, not one each. */
+			wait = (int)(until - now_ms());
+			if (resolve_free(c, wait > 0 ? wait : 0) != 0)
+				log_debug("%s: the resolver is still at work",
+				    c->addr);
+		}
+	for (i = 0; i < sc->nall; i++)
+		conn_free(sc->all[i]);
 	for (i = 0; i < sc->nkhs; i++) {
 		known_hosts_free(sc->khs[i]);
 		free(sc->khkeys[i]);
@@ -688,6 +697,7 @@ ssh_cleanup(struct run *run)
 	}
 	free(sc->keys);
 	free(sc->all);
+	free(sc->jumps);
 	hmap_free(&sc->conns);
 	hmap_free(&sc->known);
 	ssh_config_free(sc->cfg);
