@@ -203,6 +203,7 @@ finish(struct proc *p)
 		r->code = -1;
 		r->status = ST_FAILED;
 	}
+	run_row_done(p->job->run, r);
 }
 
 static void

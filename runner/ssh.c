@@ -58,6 +58,7 @@ finish_slot(struct slot *sl)
 	/* A command being killed was timed when it was given up. */
 	if (sl->why[0] == '\0')
 		sl->job->row->duration_ms = now_ms() - sl->start;
+	run_row_done(sl->job->run, sl->job->row);
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;
