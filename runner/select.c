@@ -74,7 +74,7 @@ read_limit_file(const char *path, struct err *e)
 
 /*
  * @FILE: one item a line (a name, a group, "~regex", or "!" and one of
- * them), blank lines and "#" comments ignored. Items keep their line and
+ * them), blank lines and "#" comments (a line's or its rest) ignored. Items keep their line and
  * column for errors.
  */
 static int
@@ -95,7 +95,12 @@ add_limit_file(struct selector *s, const char *path, int negate,
 		lineno++;
 		for (col = 1; *line == ' ' || *line == '\t'; line++)
 			col++;
-		end = line + strlen(line);
+		/* "#" after a blank starts a comment: names have no blanks. */
+		for (end = line; *end != '\0'; end++)
+			if (*end == '#' && end > line && (end[-1] == ' ' ||
+			    end[-1] == '\t'))
+				break;
+		*end = '\0';
 		while (end > line && (end[-1] == ' ' || end[-1] == '\t' ||
 		    end[-1] == '\r'))
 			*--end = '\0';
