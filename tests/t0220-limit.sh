@@ -199,6 +199,7 @@ test_expect_success '--limit @FILE: names a line, comments and blank lines' '
 '
 
 test_expect_success '--limit errors: unknown names, files, empty results' '
+	rm -f ran.log &&
 	printf "web-1\n\nweb-9\n" >typo.txt &&
 	test_exit 2 reops_run --limit @typo.txt flaky.yaml 2>err &&
 	test_line_count 1 err &&
