@@ -53,6 +53,13 @@ shown(char *dst, size_t size, const char *s)
 	return dst;
 }
 
+/* A buffer's text; an empty one may have no storage yet. */
+static const char *
+str(const struct buf *b)
+{
+	return b->data != NULL ? b->data : "";
+}
+
 static int
 col(const struct parser *ps, const char *at)
 {
@@ -376,14 +383,14 @@ parse_row(struct parser *ps, struct retry *r)
 		skip_space(ps);
 		if (ps->p >= ps->end || *ps->p != ':') {
 			perr(ps, ps->p, "expected ':' after '%s'",
-			    shown(text, sizeof text, key.data));
+			    shown(text, sizeof text, str(&key)));
 			goto out;
 		}
 		ps->p++;
 		skip_space(ps);
 		for (f = 0; f < F_N; f++)
 			if (key.len == strlen(fields[f]) &&
-			    strcmp(key.data, fields[f]) == 0)
+			    strcmp(str(&key), fields[f]) == 0)
 				break;
 		if (f < F_N) {
 			buf_reset(&val[f]);
@@ -393,7 +400,8 @@ parse_row(struct parser *ps, struct retry *r)
 		if (parse_value(ps, f < F_N ? fields[f] : "column",
 		    f < F_N ? &val[f] : NULL) != 0)
 			goto out;
-		if (f < F_N && memchr(val[f].data, '\0', val[f].len) != NULL) {
+		if (f < F_N && val[f].len > 0 &&
+		    memchr(val[f].data, '\0', val[f].len) != NULL) {
 			err_at(ps->e, ps->file, at_line[f], at_col[f],
 			    "'%s' holds a NUL", fields[f]);
 			goto out;
@@ -420,10 +428,11 @@ missing:
 		    "");
 		goto out;
 	}
-	if (!known_status(val[F_STATUS].data, &ok)) {
+	if (!known_status(str(&val[F_STATUS]), &ok)) {
 		err_at(ps->e, ps->file, at_line[F_STATUS], at_col[F_STATUS],
 		    "'%s' is not a row status (ok, failed, unreachable or "
-		    "skipped)", shown(text, sizeof text, val[F_STATUS].data));
+		    "skipped)", shown(text, sizeof text,
+		    str(&val[F_STATUS])));
 		goto out;
 	}
 	if (val[F_TARGET].len == 0) {
@@ -432,11 +441,11 @@ missing:
 		goto out;
 	}
 	if (r->nrows++ == 0) {
-		r->first = xstrdup(val[F_PIPELINE].data);
+		r->first = xstrdup(str(&val[F_PIPELINE]));
 		r->first_line = at_line[F_PIPELINE];
 		r->first_col = at_col[F_PIPELINE];
 	}
-	remember(r, val[F_PIPELINE].data, val[F_TARGET].data, ok);
+	remember(r, str(&val[F_PIPELINE]), str(&val[F_TARGET]), ok);
 	ret = 0;
 out:
 	buf_free(&key);
@@ -496,19 +505,22 @@ retry_load(const char *file, struct retry **out, struct err *e)
 	int		 fd, ret;
 
 	*out = NULL;
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
+	/*
+	 * A pipe from a shell (<(...)) is fine, and its open waits for the
+	 * writer; a device or a directory is not a table, and is not opened.
+	 */
+	if (stat(file, &sb) == -1)
 		return err_set(e, "--retry: unable to read '%s': %s", file,
 		    strerror(errno));
-	/* A pipe from a shell (<(...)) is fine; a device or directory not. */
+	if (!S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode))
+		return err_set(e, "--retry: '%s' is not a file", file);
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1)
+		return err_set(e, "--retry: unable to read '%s': %s", file,
+		    strerror(errno));
 	if (fstat(fd, &sb) == -1 || (!S_ISREG(sb.st_mode) &&
 	    !S_ISFIFO(sb.st_mode))) {
 		close(fd);
 		return err_set(e, "--retry: '%s' is not a file", file);
-	}
-	if (fcntl(fd, F_SETFL, 0) == -1) {
-		close(fd);
-		return err_set(e, "--retry: unable to read '%s': %s", file,
-		    strerror(errno));
 	}
 	buf_init(&b);
 	for (;;) {
@@ -592,7 +604,7 @@ retry_filter(const struct retry *r, const char *pipeline, struct target *t,
 
 	for (i = 0; i < *n; i++) {
 		key = xasprintf("%zu:%s%s", strlen(pipeline), pipeline,
-		    target_name(&t[i]));
+		    t[i].host != NULL ? t[i].host->name : t[i].system->name);
 		idx = (size_t)hmap_get(&r->last, key);
 		free(key);
 		if (idx != 0 && !r->ok[idx - 1])

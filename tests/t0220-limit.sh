@@ -159,6 +159,43 @@ test_expect_success '--retry with what is not a table: one located line, exit 2'
 	test ! -e ran.log
 '
 
+# Hostile tables: ROW|WHAT reops-run must say, at h.json:LINE:COL.
+cat >hostile <<'EOF'
+{"target":"","pipeline":"flaky","status":"failed"}|1:11: a row with an empty .target.
+{"target":"a","pipeline":"flaky","status":""}|1:43: .. is not a row status
+{"target":"web-1" "pipeline":"flaky"}|1:19: expected .,. or .\}.
+{"target":"web-1","pipeline":"flaky","status":"failed"} {}|1:57: more after the row
+{"target":"web\u0000","pipeline":"flaky","status":"failed"}|1:11: .target. holds a NUL
+{"target":"\ud800x","pipeline":"flaky","status":"failed"}|1:12: a lone UTF-16 surrogate
+{"target":"\u12","pipeline":"flaky","status":"failed"}|1:16: a .u escape needs four hex digits
+{"target":"a\q","pipeline":"flaky","status":"failed"}|1:13: ..q. is not a JSON escape
+{"target":"a","pipeline":"flaky","status":"failed","n":-}|1:56: not a JSON value
+{"target":"a","pipeline":"flaky","status":"failed","n":1.}|1:56: a number with no digits
+{"target":"a|1:13: a control byte 0x0a inside a string
+["web-1"]|1:1: not a table
+{"target":"a","pipeline":"flaky","status":"failed","x":{"y":{"z":[]}}}|1:56: .column. holds an object
+EOF
+
+test_expect_success '--retry: hostile tables are one located line each, exit 2' '
+	rm -f ran.log &&
+	n=0 &&
+	while IFS="|" read -r row said; do
+		n=$((n + 1))
+		printf "%s\n" "$row" >h.json &&
+		test_exit 2 reops_run --retry h.json flaky.yaml >out 2>err &&
+		test_line_count 1 err &&
+		test_grep "^h.json:$said" err || { echo "case $n"; return 1; }
+	done <hostile &&
+	test "$n" = 13 &&
+	printf "{\"target\":\"a\tb\",\"pipeline\":\"flaky\",\"status\":\"ok\"}\n" >h.json &&
+	test_exit 2 reops_run --retry h.json flaky.yaml 2>err &&
+	test_grep "^h.json:1:13: a control byte 0x09 inside a string" err &&
+	printf "{\"target\":\"a" >h.json &&
+	test_exit 2 reops_run --retry h.json flaky.yaml 2>err &&
+	test_grep "^h.json:1:11: a string that is never closed" err &&
+	test ! -e ran.log
+'
+
 test_expect_success '--retry: escapes in names are read as JSON says' '
 	printf "{\"target\":\"web\\\\u002d4\",\"pipeline\":\"fl\\\\u0061ky\",\"status\":\"failed\",\"code\":1,\"n\":-1.5e3,\"b\":true,\"z\":null}\n" >esc.json &&
 	reops_run --json --retry esc.json flaky.yaml >out &&
