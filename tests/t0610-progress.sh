@@ -142,6 +142,16 @@ test_expect_success 'never with -q' '
 	test_cmp /dev/null raw3
 '
 
+test_expect_success 'never when TERM is dumb' '
+	rm -f go-* &&
+	"$PY" ptyrun.py raw5 open "TERM=dumb \"$REOPS_RUN\" wait.yaml >/dev/null" >ran5 &&
+	read secs code <ran5 &&
+	test "$code" = 1 &&
+	! grep "running," raw5 &&
+	tr -d "\r" <raw5 >got &&
+	test_cmp stderr.plain got
+'
+
 test_expect_success '-v: one line per row as it finishes, off a terminal too' '
 	touch go-r1 go-r2 go-r3 go-r4 go-r5 &&
 	test_exit 1 reops_run -v --json wait.yaml >out.json 2>err &&
