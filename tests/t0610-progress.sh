@@ -28,6 +28,14 @@ stages:
   - exec: 'i=0; while [ ! -e go-${target} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; [ ${target} != r2 ]'
 YAML
 
+test_line_count () {
+	if [ "$(wc -l <"$2")" -ne "$1" ]; then
+		echo "expected $1 lines in $2, saw:" >&2
+		sed -e 's/^/  | /' "$2" >&2
+		return 1
+	fi
+}
+
 # ptyrun.py SCREEN MODE COMMAND: runs COMMAND (sh -c) on a new pseudo-terminal
 # and keeps everything it wrote in SCREEN; prints how long it ran and its
 # exit status. MODE gated touches go-rN once the terminal shows "exec
@@ -165,6 +173,31 @@ test_expect_success '-v: one line per row as it finishes, off a terminal too' '
 	reops-run: exec: r5: ok code=0 time=Nms
 	EOF
 	test_cmp want rows
+'
+
+test_expect_success '-v: ssh rows too, beside local ones (two threads)' '
+	mkdir -p mixed &&
+	cat >mixed/h.yaml <<-\YAML &&
+	groups:
+	  here:
+	    transport: local
+	    hosts: [l1, l2, l3]
+	  gone:
+	    transport: ssh
+	    host-keys: "off"
+	    hosts:
+	      - { name: closed-1, address: 127.0.0.1, port: 9 }
+	      - { name: closed-2, address: 127.0.0.1, port: 9 }
+	YAML
+	printf "hosts: [here, gone]\nstages:\n  - exec: \"true\"\n" >mixed.yaml &&
+	test_exit 3 reops_run -v -i mixed mixed.yaml >out 2>err &&
+	grep "^reops-run: exec: " err | sed -e "s/ time=[0-9]*ms$//" |
+	    sort >got &&
+	grep "^reops-run: exec: closed-1: unreachable code=" got &&
+	grep "^reops-run: exec: closed-2: unreachable code=" got &&
+	grep "^reops-run: exec: l[123]: ok code=0" got >oks &&
+	test_line_count 3 oks &&
+	test_line_count 5 got
 '
 
 test_expect_success '-v on a terminal: the row lines stay, the live line goes' '
