@@ -104,9 +104,9 @@ current(struct progress *p)
 	    NULL;
 }
 
-/* With the lock held. force: even within REDRAW_MS of the last. */
+/* With the lock held; at most once in REDRAW_MS. */
 static void
-draw(struct progress *p, int force)
+draw(struct progress *p)
 {
 	struct frame	*f = current(p);
 	char		 line[LINE_MAX_], tail[160];
@@ -115,7 +115,8 @@ draw(struct progress *p, int force)
 
 	if (!p->live || f == NULL || f->total == 0)
 		return;
-	if (!force && p->drawn && now - p->last_draw < REDRAW_MS)
+	/* Also after a -v line took it away: a burst of rows is no flood. */
+	if (now - p->last_draw < REDRAW_MS)
 		return;
 	ms = now - f->start;
 	snprintf(tail, sizeof tail, " %zu/%zu, %zu failed, %zu unreachable, "
@@ -164,7 +165,7 @@ ticker_main(void *arg)
 			pthread_cond_wait(&p->wake, &p->lock);
 			continue;
 		}
-		draw(p, 0);
+		draw(p);
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += TICK_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -235,6 +236,7 @@ progress_stage_begin(struct progress *p, const char *stage)
 		f->stage = stage;
 		f->start = now_ms();
 	}
+	p->last_draw = 0;
 	pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -300,6 +302,6 @@ progress_row(struct progress *p, const struct row *r)
 		write_all(line, len);
 		p->drawn = 0;
 	}
-	draw(p, 0);
+	draw(p);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -444,7 +444,7 @@ selector_hash(const char *s)
 	return h;
 }
 
-const char *
+static const char *
 target_name(const struct target *t)
 {
 	return t->host != NULL ? t->host->name : t->system->name;

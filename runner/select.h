@@ -42,7 +42,6 @@ int	selector_parse_limit(const char *, struct selector *, struct err *);
 void	selector_free(struct selector *);
 uint64_t selector_hash(const char *);
 void	selector_shard(struct target *, size_t *, unsigned, unsigned);
-const char *target_name(const struct target *);
 int	selector_resolve(const struct selector *, const struct selector *,
 	    const struct inventory *, struct target **, size_t *,
 	    struct err *);
