@@ -289,6 +289,7 @@ finish(struct proc *p)
 		r->status = ST_FAILED;
 	}
 	secret_mask_row(r);
+	run_row_done(p->job->run, r);
 }
 
 static void

@@ -83,6 +83,10 @@ print_json_row(FILE *f, const struct table *t, const struct row *r)
 
 	fputs("{\"target\":", f);
 	json_string(f, r->target, strlen(r->target));
+	if (t->pipeline != NULL) {
+		fputs(",\"pipeline\":", f);
+		json_string(f, t->pipeline, strlen(t->pipeline));
+	}
 	fprintf(f, ",\"kind\":\"%s\",\"group\":", kind_name(r->kind));
 	json_string(f, r->group, strlen(r->group));
 	fprintf(f, ",\"status\":\"%s\",\"code\":%d", status_name(r->status),

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "progress.h"
+#include "retry.h"
 #include "run.h"
 #include "secret.h"
 #include "ssh.h"
@@ -24,7 +26,8 @@
 static const char usage_text[] =
 "usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
 "                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
-"                 [--set name=value] [--set-file name=file] pipeline ...\n"
+"                 [--retry table] [--set name=value] [--set-file name=file]\n"
+"                 [--shard i/n] pipeline ...\n"
 "       reops-run --list-stages\n"
 "       reops-run --version\n";
 
@@ -33,8 +36,10 @@ enum {
 	OPT_COLOR,
 	OPT_JSON,
 	OPT_LIST_STAGES,
+	OPT_RETRY,
 	OPT_SET,
 	OPT_SET_FILE,
+	OPT_SHARD,
 	OPT_VERSION,
 	OPT_HELP
 };
@@ -49,8 +54,10 @@ static const struct option long_options[] = {
 	{ "limit", required_argument, NULL, 'l' },
 	{ "list-stages", no_argument, NULL, OPT_LIST_STAGES },
 	{ "quiet", no_argument, NULL, 'q' },
+	{ "retry", required_argument, NULL, OPT_RETRY },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "set-file", required_argument, NULL, OPT_SET_FILE },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "timeout", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -163,6 +170,42 @@ number(const char *s, int lo, int hi, int *out)
 		return -1;
 	*out = (int)v;
 	return 0;
+}
+
+/* I/N for --shard: 1 <= I <= N. */
+static int
+shard_parse(const char *s, unsigned *index, unsigned *count)
+{
+	const char	*slash;
+	char		*first;
+	int		 i, n, r;
+
+	if ((slash = strchr(s, '/')) == NULL)
+		return -1;
+	first = xstrndup(s, (size_t)(slash - s));
+	r = number(first, 1, 1000000, &i);
+	free(first);
+	if (r != 0 || number(slash + 1, 1, 1000000, &n) != 0 || i > n)
+		return -1;
+	*index = (unsigned)i;
+	*count = (unsigned)n;
+	return 0;
+}
+
+/* The name JSON rows carry: "pipeline:", else the file's base name. */
+static char *
+pipeline_label(const struct pipeline *p)
+{
+	const char	*base, *dot;
+
+	if (p->name != NULL)
+		return xstrdup(p->name);
+	base = strrchr(p->file, '/') != NULL ? strrchr(p->file, '/') + 1 :
+	    p->file;
+	if ((dot = strrchr(base, '.')) != NULL && dot != base &&
+	    (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0))
+		return xstrndup(base, (size_t)(dot - base));
+	return xstrdup(base);
 }
 
 /* An error may quote what a file or a host said: secrets are masked. */
@@ -371,6 +414,12 @@ main(int argc, char **argv)
 	struct target		**targets = NULL;
 	size_t			*ntargets = NULL;
 	struct selector		 limit;
+	struct retry		*retry = NULL;
+	char			**labels = NULL;
+	unsigned char		*skip = NULL;
+	const char		*retry_file = NULL;
+	unsigned		 shard_i = 0, shard_n = 0;
+	size_t			 nskip = 0;
 	struct run		 run;
 	struct table		*t;
 	struct err		 e;
@@ -440,6 +489,14 @@ main(int argc, char **argv)
 		case OPT_LIST_STAGES:
 			list_stages();
 			return finish(&run, EXIT_OK);
+		case OPT_RETRY:
+			retry_file = optarg;
+			break;
+		case OPT_SHARD:
+			if (shard_parse(optarg, &shard_i, &shard_n) != 0)
+				return usage_error("--shard takes I/N with 1 <= "
+				    "I <= N <= 1000000, not '%s'", optarg);
+			break;
 		case OPT_SET:
 		case OPT_SET_FILE:
 			if (add_override(&ov, ch == OPT_SET ? "--set" :
@@ -520,6 +577,48 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* --shard and --retry narrow what the selectors chose. */
+	labels = xcalloc((size_t)npl, sizeof *labels);
+	skip = xcalloc((size_t)npl, 1);
+	for (i = 0; i < npl; i++)
+		labels[i] = pipeline_label(pl[i]);
+	if (retry_file != NULL && (retry_load(retry_file, &retry, &e) != 0 ||
+	    retry_check(retry, (const char *const *)labels, (size_t)npl,
+	    &e) != 0)) {
+		print_error(&e);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	for (i = 0; i < npl; i++) {
+		if (shard_n > 0) {
+			selector_shard(targets[i], &ntargets[i], shard_i,
+			    shard_n);
+			if (ntargets[i] == 0) {
+				if (log_level >= 0)
+					fprintf(stderr, "reops-run: shard %u/%u "
+					    "holds none of the targets of '%s'\n",
+					    shard_i, shard_n, labels[i]);
+				skip[i] = 1;
+				nskip++;
+				continue;
+			}
+		}
+		if (retry != NULL) {
+			retry_filter(retry, labels[i], targets[i],
+			    &ntargets[i]);
+			if (ntargets[i] == 0) {
+				if (log_level >= 0)
+					fprintf(stderr, "reops-run: nothing to "
+					    "retry: no target of '%s' failed, "
+					    "was unreachable or skipped in "
+					    "'%s'\n", labels[i], retry_file);
+				skip[i] = 1;
+				nskip++;
+			}
+		}
+	}
+	if (nskip == (size_t)npl && !opt.check)
+		goto out;
 	for (i = 0; i < npl; i++) {
 		if (provision_preload(&run, pl[i], targets[i], ntargets[i],
 		    &e) != 0) {
@@ -535,7 +634,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < npl; i++) {
-		if (confirm(pl[i], ntargets[i], &opt) != 0) {
+		if (!skip[i] && confirm(pl[i], ntargets[i], &opt) != 0) {
 			status = EXIT_USAGE;
 			goto out;
 		}
@@ -555,13 +654,19 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	nc = getenv("TERM");
+	run.progress = progress_new(isatty(STDERR_FILENO) && log_level >= 0 &&
+	    (nc == NULL || strcmp(nc, "dumb") != 0), log_level >= 1);
 
 	for (i = 0; i < npl && !run_interrupted; i++) {
+		if (skip[i])
+			continue;
 		if (stdout_gone()) {
 			run_interrupted = SIGPIPE;
 			break;
 		}
 		t = initial_table(targets[i], ntargets[i]);
+		t->pipeline = labels[i];
 		if (run_pipeline(&run, pl[i], t) != 0)
 			status = EXIT_INTERNAL;
 		if (run_interrupted == SIGPIPE) {
@@ -586,6 +691,7 @@ main(int argc, char **argv)
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;
 out:
+	progress_free(run.progress);
 	provision_free(&run);
 	virt_close(&run);
 	ssh_cleanup(&run);
@@ -593,6 +699,11 @@ out:
 		pipeline_free(pl[i]);
 		free(targets[i]);
 	}
+	for (i = 0; labels != NULL && i < npl; i++)
+		free(labels[i]);
+	free(labels);
+	free(skip);
+	retry_free(retry);
 	free(pl);
 	free(targets);
 	free(ntargets);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "run.h"
 #include "secret.h"
 #include "ssh.h"
@@ -41,7 +42,9 @@ run_pipeline(struct run *run, struct pipeline *p, struct table *t)
 		    st->entry->host;
 		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
 		    st->where->line, st->where->col, st->entry->name, t->n);
+		progress_stage_begin(run->progress, st->entry->name);
 		r = fn(run, st, t);
+		progress_stage_end(run->progress);
 		run_note(run, t);
 		if (r != 0)
 			return -1;
@@ -60,6 +63,14 @@ row_timeout(const struct run *run, const struct row *r, int stage_timeout)
 	return run->opt->timeout;
 }
 
+/* A transport calls this as each row finishes, from any thread. */
+void
+run_row_done(struct run *run, const struct row *r)
+{
+	if (run != NULL)
+		progress_row(run->progress, r);
+}
+
 static void
 unavailable(struct job *j, const char *transport)
 {
@@ -72,6 +83,7 @@ unavailable(struct job *j, const char *transport)
 	r->status = ST_UNREACHABLE;
 	r->code = -1;
 	r->duration_ms = 0;
+	run_row_done(j->run, r);
 }
 
 struct ssh_batch {
@@ -111,7 +123,9 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 
 	local = xcalloc(n, sizeof *local);
 	ssh = xcalloc(n, sizeof *ssh);
+	progress_add(run->progress, n);
 	for (i = 0; i < n; i++) {
+		jobs[i].run = run;
 		switch (jobs[i].row->host->group->transport) {
 		case TR_LOCAL:
 			local[nlocal++] = &jobs[i];

@@ -23,6 +23,7 @@ enum color_mode {
 struct virt;
 struct ssh_cache;
 struct provision_set;
+struct progress;
 
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
@@ -48,6 +49,7 @@ struct run {
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
 	struct provision_set	*provision; /* types' provision pipelines */
+	struct progress		*progress; /* live line, -v row lines */
 };
 
 /* One remote operation on one row's target, filled in by a transport. */
@@ -57,12 +59,14 @@ struct job {
 	int		 timeout;	/* seconds; 0: none */
 	const char	*input;		/* stdin of the command, or NULL */
 	size_t		 input_len;
+	struct run	*run;		/* set by run_jobs, for run_row_done */
 };
 
 extern volatile sig_atomic_t run_interrupted;
 
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
+void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,
 	    void (*)(struct buf *, struct stage *, const struct row *),
 	    void (*)(struct table *, struct row *));

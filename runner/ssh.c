@@ -60,6 +60,7 @@ finish_slot(struct slot *sl)
 	if (sl->why[0] == '\0')
 		sl->job->row->duration_ms = now_ms() - sl->start;
 	secret_mask_row(sl->job->row);
+	run_row_done(sl->job->run, sl->job->row);
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;
