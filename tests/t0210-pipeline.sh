@@ -171,7 +171,8 @@ test_expect_success 'pretty shows control bytes escaped, never raw' '
 '
 
 test_expect_success 'SIGINT: stop starting, kill what runs, print rows, exit 130' '
-	printf "hosts: web\nstages:\n  - exec: touch started.\${target}; exec sleep 300\n" >int.yaml &&
+	s=$(marked_sleep t0210-int) &&
+	printf "hosts: web\nstages:\n  - exec: touch started.\${target}; exec $s 300\n" >int.yaml &&
 	{ "$REOPS_RUN" --forks 1 int.yaml >out 2>err & pid=$!; } &&
 	i=0 && while [ ! -e started.web-1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
 	kill -INT $pid &&
@@ -180,7 +181,7 @@ test_expect_success 'SIGINT: stop starting, kill what runs, print rows, exit 130
 	test_grep "^web-2: skipped" out &&
 	test_grep "interrupted" out &&
 	! test -e started.web-2 &&
-	! pgrep -f "sleep 300" >/dev/null
+	test_none_left "$s 300"
 '
 
 test_done
