@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -125,7 +124,6 @@ conn_new(struct ssh_cache *sc, const struct host *h)
 	const struct group	*g = h->group;
 	struct ssh_host_config	 hc;
 	struct conn		*c;
-	struct passwd		*pw;
 	struct stat		 sb;
 	const char		*sock;
 	char			*base, *p;
@@ -149,8 +147,8 @@ conn_new(struct ssh_cache *sc, const struct host *h)
 	else if (hc.user != NULL)
 		c->user = xstrdup(hc.user);
 	else {
-		pw = getpwuid(getuid());
-		c->user = xstrdup(pw != NULL ? pw->pw_name : "root");
+		c->user = xstrdup(ssh_local_user() != NULL ?
+		    ssh_local_user() : "root");
 	}
 	c->connect_timeout = g->connect_timeout ? g->connect_timeout :
 	    hc.connect_timeout ? hc.connect_timeout : DEFAULT_CONNECT_TIMEOUT;
@@ -347,7 +345,7 @@ tcp_try(struct conn *c, struct slot *sl)
 		c->fd = -1;
 	}
 	return conn_dead(c, "unable to connect to %s port %d: %s", c->addr,
-	    c->port, strerror(c->connect_errno));
+	    c->port, xstrerror(c->connect_errno));
 }
 
 /* Agent identities first, then key files; each may take several calls. */

@@ -213,6 +213,7 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 	struct table		*sub;
 	struct row		*sr, *hr;
 	const char		*ip, *managed;
+	char			 num[ROW_NUM_LEN];
 	size_t			 i, len;
 	int			 r = 0;
 
@@ -233,8 +234,8 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 		if (sr->status != ST_OK || sr->system == NULL ||
 		    sr->system->type != ty)
 			continue;
-		ip = row_value(sr, "ip", &len);
-		managed = row_value(sr, "managed", &len);
+		ip = row_value(sr, "ip", num, &len);
+		managed = row_value(sr, "managed", num, &len);
 		hr = table_add(sub, sr->target, ROW_HOST, ty->name);
 		hr->host = virt_host(run, sr->system, ip != NULL ? ip : "",
 		    managed != NULL && strcmp(managed, "yes") == 0);

@@ -270,6 +270,18 @@ log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * strerror for threads: the ssh transport and the virt workers run beside
+ * the main thread, and strerror may format into a buffer they would share.
+ */
+const char *
+xstrerror(int errnum)
+{
+	static __thread char	buf[128];
+
+	return strerror_r(errnum, buf, sizeof buf);
+}
+
 long long
 now_ms(void)
 {

@@ -68,6 +68,7 @@ void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 long long	 now_ms(void);
+const char	*xstrerror(int);
 int		 edit_distance(const char *, const char *);
 const char	*closest_name(const char *, const char *const *, size_t);
 void		 shell_quote(struct buf *, const char *);

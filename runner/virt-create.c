@@ -227,7 +227,7 @@ write_file(const char *path, const char *data, size_t len)
 	FILE	*f;
 	int	 r;
 
-	if ((f = fopen(path, "w")) == NULL)
+	if ((f = fopen(path, "we")) == NULL)
 		return -1;
 	r = fwrite(data, 1, len, f) == len ? 0 : -1;
 	if (fclose(f) != 0)
@@ -243,7 +243,7 @@ read_file(const char *path, struct buf *b)
 	FILE	*f;
 	int	r;
 
-	if ((f = fopen(path, "r")) == NULL)
+	if ((f = fopen(path, "re")) == NULL)
 		return -1;
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
 		buf_add(b, chunk, n);
@@ -283,7 +283,7 @@ public_key(struct virt_op *op, struct buf *key)
 	r = read_file(path, key);
 	if (r != 0 || key->len == 0)
 		err_set(&op->e, "unable to read public key '%s': %s", path,
-		    r != 0 ? strerror(errno) : "empty file");
+		    r != 0 ? xstrerror(errno) : "empty file");
 	free(path);
 	for (i = 0; i < key->len; i++)
 		if (key->data[i] == '\n' || key->data[i] == '\r')
@@ -328,7 +328,7 @@ run_xorriso(struct virt_op *op, const char *dir)
 	if ((errno = posix_spawnp(&pid, "xorriso", &fa, NULL, argv,
 	    environ)) != 0) {
 		err_set(&op->e, "unable to run 'xorriso' for the cloud-init "
-		    "seed: %s", strerror(errno));
+		    "seed: %s", xstrerror(errno));
 		goto out;
 	}
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
@@ -412,7 +412,7 @@ make_seed(struct virt_op *op, virStoragePoolPtr pool, const char *volname,
 	    tmp : "/tmp");
 	if (mkdtemp(dir) == NULL) {
 		err_set(&op->e, "unable to make a directory for the seed: %s",
-		    strerror(errno));
+		    xstrerror(errno));
 		free(dir);
 		dir = NULL;
 		goto out;
@@ -423,7 +423,7 @@ make_seed(struct virt_op *op, virStoragePoolPtr pool, const char *volname,
 	p = xasprintf("%s/meta-data", dir);
 	if (write_file(p, md.data, md.len) != 0 || sent != 0) {
 		err_set(&op->e, "unable to write the seed files: %s",
-		    strerror(errno));
+		    xstrerror(errno));
 		free(p);
 		goto out;
 	}
