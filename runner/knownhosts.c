@@ -43,7 +43,7 @@ add_revoked(struct known_hosts *k, char *line)
 		w[n++] = p;
 	if (n < 4)
 		return;
-	k->revoked = xreallocarray(k->revoked, k->nrevoked + 1,
+	k->revoked = xgrow(k->revoked, k->nrevoked,
 	    sizeof *k->revoked);
 	k->revoked[k->nrevoked++] = xstrdup(w[3]);
 }

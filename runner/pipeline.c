@@ -74,7 +74,7 @@ param_set(struct pipeline *p, const char *name, const char *value)
 			return;
 		}
 	}
-	p->params = xreallocarray(p->params, p->nparams + 1,
+	p->params = xgrow(p->params, p->nparams,
 	    sizeof *p->params);
 	p->params[p->nparams].name = name;
 	p->params[p->nparams].value = value;

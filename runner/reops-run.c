@@ -329,9 +329,9 @@ main(int argc, char **argv)
 			    eq == optarg)
 				return usage_error("--set takes name=value, not "
 				    "'%s'", optarg);
-			ov.keys = xreallocarray(ov.keys, ov.n + 1,
+			ov.keys = xgrow(ov.keys, ov.n,
 			    sizeof *ov.keys);
-			ov.values = xreallocarray(ov.values, ov.n + 1,
+			ov.values = xgrow(ov.values, ov.n,
 			    sizeof *ov.values);
 			ov.keys[ov.n] = xstrndup(optarg,
 			    (size_t)(eq - optarg));

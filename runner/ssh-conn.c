@@ -75,8 +75,8 @@ known_for(struct ssh_cache *sc, const struct group *g, const char *file)
 		return k;
 	}
 	k = known_hosts_load(g, file);
-	sc->khs = xreallocarray(sc->khs, sc->nkhs + 1, sizeof *sc->khs);
-	sc->khkeys = xreallocarray(sc->khkeys, sc->nkhs + 1,
+	sc->khs = xgrow(sc->khs, sc->nkhs, sizeof *sc->khs);
+	sc->khkeys = xgrow(sc->khkeys, sc->nkhs,
 	    sizeof *sc->khkeys);
 	sc->khs[sc->nkhs] = k;
 	sc->khkeys[sc->nkhs++] = key;
@@ -99,7 +99,7 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 	}
 	k = xcalloc(1, sizeof *k);
 	ssh_key_load(k, path, pass_env);
-	sc->keys = xreallocarray(sc->keys, sc->nkeys + 1, sizeof *sc->keys);
+	sc->keys = xgrow(sc->keys, sc->nkeys, sizeof *sc->keys);
 	sc->keys[sc->nkeys++] = k;
 	return k;
 }
@@ -107,7 +107,7 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 static void
 add_key(struct conn *c, char *path)
 {
-	c->keys = xreallocarray(c->keys, c->nkeys + 1, sizeof *c->keys);
+	c->keys = xgrow(c->keys, c->nkeys, sizeof *c->keys);
 	c->keys[c->nkeys++] = path;
 }
 
@@ -179,7 +179,7 @@ conn_new(struct ssh_cache *sc, const struct host *h)
 	}
 	ssh_host_config_free(&hc);
 	hmap_set(&sc->conns, h->name, c);
-	sc->all = xreallocarray(sc->all, sc->nall + 1, sizeof *sc->all);
+	sc->all = xgrow(sc->all, sc->nall, sizeof *sc->all);
 	sc->all[sc->nall++] = c;
 	return c;
 }

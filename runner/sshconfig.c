@@ -110,7 +110,7 @@ new_block(struct ssh_config *c)
 {
 	struct ssh_block	*b;
 
-	c->blocks = xreallocarray(c->blocks, c->nblocks + 1,
+	c->blocks = xgrow(c->blocks, c->nblocks,
 	    sizeof *c->blocks);
 	b = &c->blocks[c->nblocks++];
 	memset(b, 0, sizeof *b);
@@ -234,7 +234,7 @@ parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
 			continue;
 		}
 		b = &c->blocks[bi];
-		b->opts = xreallocarray(b->opts, b->nopts + 1,
+		b->opts = xgrow(b->opts, b->nopts,
 		    sizeof *b->opts);
 		b->opts[b->nopts].key = xstrdup(w[0]);
 		b->opts[b->nopts].value = xstrdup(w[1]);
@@ -367,8 +367,8 @@ ssh_config_lookup(const struct ssh_config *c, const char *host,
 				hc->connect_timeout = number(o->value);
 			else if (strcmp(o->key, "identityfile") == 0 &&
 			    strcasecmp(o->value, "none") != 0) {
-				hc->identity = xreallocarray(hc->identity,
-				    hc->nidentity + 1, sizeof *hc->identity);
+				hc->identity = xgrow(hc->identity,
+				    hc->nidentity, sizeof *hc->identity);
 				hc->identity[hc->nidentity++] = expand_tokens(
 				    o->value, host, hc->user);
 			}

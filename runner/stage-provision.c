@@ -151,8 +151,8 @@ load_type_pipeline(struct run *run, const struct type *ty, struct err *e)
 		return -1;
 	if ((ps = run->provision) == NULL)
 		ps = run->provision = xcalloc(1, sizeof *ps);
-	ps->types = xreallocarray(ps->types, ps->n + 1, sizeof *ps->types);
-	ps->pipelines = xreallocarray(ps->pipelines, ps->n + 1,
+	ps->types = xgrow(ps->types, ps->n, sizeof *ps->types);
+	ps->pipelines = xgrow(ps->pipelines, ps->n,
 	    sizeof *ps->pipelines);
 	ps->types[ps->n] = ty;
 	ps->pipelines[ps->n] = p;

@@ -114,11 +114,11 @@ row_set(struct table *t, struct row *r, const char *name, const void *p,
 		if (strcmp(t->cols[i], name) == 0)
 			break;
 	if (i == t->ncols) {
-		t->cols = xreallocarray(t->cols, t->ncols + 1,
+		t->cols = xgrow(t->cols, t->ncols,
 		    sizeof *t->cols);
 		t->cols[t->ncols++] = xstrdup(name);
 	}
-	r->cols = xreallocarray(r->cols, r->ncols + 1, sizeof *r->cols);
+	r->cols = xgrow(r->cols, r->ncols, sizeof *r->cols);
 	r->cols[r->ncols].name = xstrdup(name);
 	buf_init(&r->cols[r->ncols].value);
 	buf_add(&r->cols[r->ncols].value, p, len);
