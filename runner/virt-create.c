@@ -653,6 +653,9 @@ virt_create(struct virt_op *op)
 	dom = NULL;
 	r = 0;
 out:
+	/* ^C reaches xorriso too: its failure is the interrupt's. */
+	if (r != 0 && dom != NULL)
+		create_interrupted(op);
 	if (r != 0)
 		undo_create(op, dom, &made);
 	virt_meta_free(&plan);
