@@ -181,7 +181,7 @@ test_expect_success 'setup: an xorriso that waits to be let go' '
 	#!/bin/sh
 	echo \$PPID >"$D/xorriso-started.\$PPID"
 	i=0
-	while [ ! -e "$D/xorriso-go" ] && [ \$i -lt 1200 ]; do
+	while [ ! -e "$D/xorriso-go" ] && [ \$i -lt 1500 ]; do
 		sleep 0.1; i=\$((i + 1))
 	done
 	test -e "$D/xorriso-fail" && exit 1
@@ -195,8 +195,9 @@ test_expect_success 'setup: an xorriso that waits to be let go' '
 # overlay exists and xorriso is waiting, lets xorriso go; the exit status
 # of reops-run in caught.status.
 create_caught () {
-	rm -f "$D/xorriso-go" "$D/pid" caught.status &&
-	here=$PWD &&
+	# Not joined by &&: "a && (b) &" would put the rm in the background.
+	rm -f "$D/xorriso-go" "$D/pid" caught.status || return 1
+	here=$PWD
 	(cd "$D" && as_user env PATH="$D/bin:$PATH" sh -c \
 	    "echo \$\$ >\"$D/pid\"; exec ./reops-run -i hosts.d --json \
 	    systems-create.yaml --set wait=running" \
@@ -204,13 +205,16 @@ create_caught () {
 	    echo $? >"$here/caught.status") &
 	i=0 &&
 	while { [ ! -s "$D/pid" ] ||
-	    [ ! -e "$D/xorriso-started.$(cat "$D/pid")" ]; } && [ $i -lt 600 ]
+	    [ ! -e "$D/xorriso-started.$(cat "$D/pid")" ]; } && [ $i -lt 1200 ]
 	do
 		sleep 0.1; i=$((i + 1))
 	done &&
 	if [ ! -e "$D/xorriso-started.$(cat "$D/pid" 2>/dev/null)" ]; then
-		echo "xorriso never started; reops-run said:"
-		cat caught.out caught.err; return 1
+		echo "xorriso not started after 120s; reops-run said:"
+		cat caught.out caught.err; ls "$D" "$D/pool" "$D/tmp"
+		as_user virsh -c $URI list --all
+		ps -u nobody -o pid=,ppid=,stat=,etime=,wchan:20=,args= |
+		    grep -F "$D"; return 1
 	fi &&
 	as_user virsh -c $URI vol-list $POOL >vols.caught &&
 	if ! grep -q "qs-1.qcow2" vols.caught; then
@@ -220,11 +224,11 @@ create_caught () {
 	kill -s "$1" "$(cat "$D/pid")" &&
 	: >"$D/xorriso-go" &&
 	i=0 &&
-	while [ ! -s caught.status ] && [ $i -lt 600 ]; do
+	while [ ! -s caught.status ] && [ $i -lt 1200 ]; do
 		sleep 0.1; i=$((i + 1))
 	done &&
 	if [ ! -s caught.status ]; then
-		echo "reops-run still running 60s after SIG$1"; return 1
+		echo "reops-run still running 120s after SIG$1"; return 1
 	fi
 }
 
