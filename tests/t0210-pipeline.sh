@@ -175,7 +175,7 @@ test_expect_success 'SIGINT: stop starting, kill what runs, print rows, exit 130
 	s=$(marked_sleep t0210-int) &&
 	printf "hosts: web\nstages:\n  - exec: touch started.\${target}; exec $s 300\n" >int.yaml &&
 	{ "$REOPS_RUN" --forks 1 int.yaml >out 2>err & pid=$!; } &&
-	i=0 && while [ ! -e started.web-1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	i=0 && while [ ! -e started.web-1 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
 	kill -INT $pid &&
 	{ wait $pid; code=$?; } ; test $code = 130 &&
 	test_grep "^web-1: failed code=130" out &&
