@@ -349,7 +349,7 @@ load_host(struct inventory *inv, struct doc *d, struct group *g,
 	if (h->address == NULL)
 		h->address = h->name;
 	g->hosts[g->nhosts++] = h;
-	inv->hosts = xreallocarray(inv->hosts, inv->nhosts + 1,
+	inv->hosts = xgrow(inv->hosts, inv->nhosts,
 	    sizeof *inv->hosts);
 	inv->hosts[inv->nhosts++] = h;
 	return 0;
@@ -450,7 +450,7 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 		return node_err(e, hosts, "'hosts' of %s must be a list of "
 		    "host names, not %s", what, node_is_null(hosts) ?
 		    "nothing" : "a mapping");
-	inv->groups = xreallocarray(inv->groups, inv->ngroups + 1,
+	inv->groups = xgrow(inv->groups, inv->ngroups,
 	    sizeof *inv->groups);
 	inv->groups[inv->ngroups++] = g;
 	return 0;
@@ -495,7 +495,7 @@ load_type(struct inventory *inv, struct doc *d, struct node *k,
 	base = path_dir(d->file);
 	t->provision_base = doc_strdup(d, base, strlen(base));
 	free(base);
-	inv->types = xreallocarray(inv->types, inv->ntypes + 1,
+	inv->types = xgrow(inv->types, inv->ntypes,
 	    sizeof *inv->types);
 	inv->types[inv->ntypes++] = t;
 	return 0;
@@ -576,7 +576,7 @@ load_system(struct inventory *inv, struct doc *d, struct node *k,
 	if ((v = node_get(m, "ip")) != NULL &&
 	    want_string(v, "'ip'", &s->machine.ip, e) != 0)
 		return -1;
-	inv->systems = xreallocarray(inv->systems, inv->nsystems + 1,
+	inv->systems = xgrow(inv->systems, inv->nsystems,
 	    sizeof *inv->systems);
 	inv->systems[inv->nsystems++] = s;
 	return 0;
@@ -606,7 +606,7 @@ load_doc(struct inventory *inv, struct doc *d, struct err *e)
 {
 	struct node	*root = d->root;
 
-	inv->docs = xreallocarray(inv->docs, inv->ndocs + 1,
+	inv->docs = xgrow(inv->docs, inv->ndocs,
 	    sizeof *inv->docs);
 	inv->docs[inv->ndocs++] = d;
 	if (root == NULL || node_is_null(root))
@@ -707,7 +707,7 @@ inventory_load(const char *dir, struct inventory **out,
 	while ((de = readdir(dp)) != NULL) {
 		if (!is_yaml_name(de->d_name))
 			continue;
-		names = xreallocarray(names, n + 1, sizeof *names);
+		names = xgrow(names, n, sizeof *names);
 		names[n++] = xstrdup(de->d_name);
 	}
 	closedir(dp);

@@ -43,7 +43,7 @@ add_revoked(struct known_hosts *k, char *line)
 		w[n++] = p;
 	if (n < 4)
 		return;
-	k->revoked = xreallocarray(k->revoked, k->nrevoked + 1,
+	k->revoked = xgrow(k->revoked, k->nrevoked,
 	    sizeof *k->revoked);
 	k->revoked[k->nrevoked++] = xstrdup(w[3]);
 }
@@ -62,12 +62,12 @@ read_file(struct known_hosts *k, const char *file, int optional)
 	ssize_t	 len;
 	int	 lineno = 0;
 
-	if ((f = fopen(file, "r")) == NULL) {
+	if ((f = fopen(file, "re")) == NULL) {
 		if (optional && errno == ENOENT)
 			return 0;
 		if (k->unreadable == NULL)
 			k->unreadable = xasprintf("unable to read known_hosts "
-			    "'%s': %s", file, strerror(errno));
+			    "'%s': %s", file, xstrerror(errno));
 		return -1;
 	}
 	while ((len = getline(&line, &cap, f)) != -1) {
@@ -207,7 +207,7 @@ append_line(const char *file, const char *line, char **reason)
 	if ((fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 	    0600)) == -1) {
 		*reason = xasprintf("unable to record the host key in '%s': "
-		    "%s", file, strerror(errno));
+		    "%s", file, xstrerror(errno));
 		return -1;
 	}
 	/* The lock orders us with other reops-run processes; O_APPEND and
@@ -215,7 +215,7 @@ append_line(const char *file, const char *line, char **reason)
 	if (flock(fd, LOCK_EX) == -1 ||
 	    write(fd, line, len) != (ssize_t)len || fsync(fd) == -1) {
 		*reason = xasprintf("unable to record the host key in '%s': "
-		    "%s", file, strerror(errno));
+		    "%s", file, xstrerror(errno));
 		r = -1;
 	}
 	close(fd);

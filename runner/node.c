@@ -327,7 +327,7 @@ doc_load(const char *path, struct doc **out, struct err *e)
 	int		 r;
 
 	*out = NULL;
-	if ((f = fopen(path, "rb")) == NULL)
+	if ((f = fopen(path, "rbe")) == NULL)
 		return err_set(e, "unable to open '%s': %s", path,
 		    strerror(errno));
 	buf_init(&text);

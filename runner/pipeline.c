@@ -76,7 +76,7 @@ param_set(struct pipeline *p, const char *name, const char *value)
 			return &p->params[i];
 		}
 	}
-	p->params = xreallocarray(p->params, p->nparams + 1,
+	p->params = xgrow(p->params, p->nparams,
 	    sizeof *p->params);
 	memset(&p->params[p->nparams], 0, sizeof *p->params);
 	p->params[p->nparams].name = name;

@@ -239,9 +239,8 @@ add_override(struct overrides *ov, const char *opt, const char *arg)
 		    (int)(eq - arg), arg, e.msg);
 		return EXIT_USAGE;
 	}
-	ov->keys = xreallocarray(ov->keys, ov->n + 1, sizeof *ov->keys);
-	ov->values = xreallocarray(ov->values, ov->n + 1,
-	    sizeof *ov->values);
+	ov->keys = xgrow(ov->keys, ov->n, sizeof *ov->keys);
+	ov->values = xgrow(ov->values, ov->n, sizeof *ov->values);
 	ov->keys[ov->n] = xstrndup(arg, (size_t)(eq - arg));
 	ov->values[ov->n] = value;
 	ov->n++;

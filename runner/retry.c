@@ -326,15 +326,14 @@ remember(struct retry *r, const char *pipeline, const char *target, int ok)
 		free(key);
 		return;
 	}
-	r->keys = xreallocarray(r->keys, r->nkeys + 1, sizeof *r->keys);
-	r->ok = xreallocarray(r->ok, r->nkeys + 1, 1);
+	r->keys = xgrow(r->keys, r->nkeys, sizeof *r->keys);
+	r->ok = xgrow(r->ok, r->nkeys, 1);
 	r->keys[r->nkeys] = key;
 	r->ok[r->nkeys] = (unsigned char)ok;
 	r->nkeys++;
 	hmap_put(&r->last, key, (void *)r->nkeys);
 	if (hmap_get(&r->pipelines, pipeline) == NULL) {
-		r->names = xreallocarray(r->names, r->nnames + 1,
-		    sizeof *r->names);
+		r->names = xgrow(r->names, r->nnames, sizeof *r->names);
 		r->names[r->nnames] = xstrdup(pipeline);
 		hmap_put(&r->pipelines, r->names[r->nnames], (void *)1);
 		r->nnames++;

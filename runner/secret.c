@@ -43,7 +43,7 @@ secret_register(const char *value)
 		if (secrets[i].len == len &&
 		    memcmp(secrets[i].value, value, len) == 0)
 			return;
-	secrets = xreallocarray(secrets, nsecrets + 1, sizeof *secrets);
+	secrets = xgrow(secrets, nsecrets, sizeof *secrets);
 	/* Longest first: a value is masked before any value inside it. */
 	for (at = 0; at < nsecrets && secrets[at].len >= len; at++)
 		;

@@ -14,7 +14,7 @@ add_item(struct selector *s, const struct node *where, const char *text,
 {
 	struct sel_item	*it;
 
-	s->items = xreallocarray(s->items, s->n + 1, sizeof *s->items);
+	s->items = xgrow(s->items, s->n, sizeof *s->items);
 	it = &s->items[s->n++];
 	memset(it, 0, sizeof *it);
 	it->where = where;

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,8 +77,8 @@ known_for(struct ssh_cache *sc, const struct group *g, const char *file)
 		return k;
 	}
 	k = known_hosts_load(g, file);
-	sc->khs = xreallocarray(sc->khs, sc->nkhs + 1, sizeof *sc->khs);
-	sc->khkeys = xreallocarray(sc->khkeys, sc->nkhs + 1,
+	sc->khs = xgrow(sc->khs, sc->nkhs, sizeof *sc->khs);
+	sc->khkeys = xgrow(sc->khkeys, sc->nkhs,
 	    sizeof *sc->khkeys);
 	sc->khs[sc->nkhs] = k;
 	sc->khkeys[sc->nkhs++] = key;
@@ -102,7 +101,7 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 	}
 	k = xcalloc(1, sizeof *k);
 	ssh_key_load(k, path, pass_env);
-	sc->keys = xreallocarray(sc->keys, sc->nkeys + 1, sizeof *sc->keys);
+	sc->keys = xgrow(sc->keys, sc->nkeys, sizeof *sc->keys);
 	sc->keys[sc->nkeys++] = k;
 	return k;
 }
@@ -110,7 +109,7 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 static void
 add_key(struct conn *c, char *path)
 {
-	c->keys = xreallocarray(c->keys, c->nkeys + 1, sizeof *c->keys);
+	c->keys = xgrow(c->keys, c->nkeys, sizeof *c->keys);
 	c->keys[c->nkeys++] = path;
 }
 
@@ -128,7 +127,6 @@ conn_init(struct ssh_cache *sc, struct conn *c, const struct host *h,
 	static const char *const defaults[] = { "~/.ssh/id_ed25519",
 	    "~/.ssh/id_ecdsa", "~/.ssh/id_rsa" };
 	const struct group	*g = h->group;
-	struct passwd		*pw;
 	struct stat		 sb;
 	const char		*sock;
 	char			*base, *p;
@@ -152,8 +150,8 @@ conn_init(struct ssh_cache *sc, struct conn *c, const struct host *h,
 	else if (hc->user != NULL)
 		c->user = xstrdup(hc->user);
 	else {
-		pw = getpwuid(getuid());
-		c->user = xstrdup(pw != NULL ? pw->pw_name : "root");
+		c->user = xstrdup(ssh_local_user() != NULL ?
+		    ssh_local_user() : "root");
 	}
 	c->connect_timeout = g->connect_timeout ? g->connect_timeout :
 	    hc->connect_timeout ? hc->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
@@ -182,7 +180,6 @@ conn_init(struct ssh_cache *sc, struct conn *c, const struct host *h,
 				free(p);
 		}
 	}
-	sc->all = xreallocarray(sc->all, sc->nall + 1, sizeof *sc->all);
 	sc->all[sc->nall++] = c;
 }
 
@@ -256,8 +253,7 @@ jump_get(struct ssh_cache *sc, const struct host *target, const char *spec)
 	proxy_jump_free(&pj);
 	hmap_set(&sc->conns, key, b);
 	b->jstr[2] = key;
-	sc->jumps = xreallocarray(sc->jumps, sc->njumps + 1,
-	    sizeof *sc->jumps);
+	sc->jumps = xgrow(sc->jumps, sc->njumps, sizeof *sc->jumps);
 	sc->jumps[sc->njumps++] = b;
 	return b;
 }
@@ -980,7 +976,7 @@ tcp_try(struct conn *c, struct slot *sl)
 		c->fd = -1;
 	}
 	return conn_dead(c, "unable to connect to %s port %d: %s", c->addr,
-	    c->port, strerror(c->connect_errno));
+	    c->port, xstrerror(c->connect_errno));
 }
 
 /* Agent identities first, then key files; each may take several calls. */

@@ -39,6 +39,7 @@ void	ssh_host_config_free(struct ssh_host_config *);
 void	ssh_config_free(struct ssh_config *);
 char	*ssh_expand_path(const char *, const char *);
 const char *ssh_home(void);
+const char *ssh_local_user(void);
 
 /* A private key file, read (and opened, if need be) once per run. */
 struct ssh_key {

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <glob.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +45,52 @@ struct ssh_config {
 static int	parse_file(struct ssh_config *, const char *, int, int,
 		    struct err *);
 
+static pthread_once_t	 passwd_once = PTHREAD_ONCE_INIT;
+static char		*passwd_home, *passwd_user;
+
+/*
+ * Our passwd entry, read once with getpwuid_r: getpwuid's static result
+ * would be shared by the ssh thread and the thread running local rows.
+ * Kept for the whole run.
+ */
+static void
+read_passwd(void)
+{
+	struct passwd	 pw, *res = NULL;
+	size_t		 len = 4096;
+	char		*buf;
+	int		 r;
+
+	buf = xmalloc(len);
+	while ((r = getpwuid_r(getuid(), &pw, buf, len, &res)) == ERANGE &&
+	    len < 1024 * 1024) {
+		len *= 2;
+		buf = xrealloc(buf, len);
+	}
+	if (r == 0 && res != NULL) {
+		passwd_home = xstrdup(pw.pw_dir);
+		passwd_user = xstrdup(pw.pw_name);
+	}
+	free(buf);
+}
+
 const char *
 ssh_home(void)
 {
 	const char	*h;
-	struct passwd	*pw;
 
 	if ((h = getenv("HOME")) != NULL && *h != '\0')
 		return h;
-	if ((pw = getpwuid(getuid())) != NULL)
-		return pw->pw_dir;
-	return "/";
+	pthread_once(&passwd_once, read_passwd);
+	return passwd_home != NULL ? passwd_home : "/";
+}
+
+/* The local user's name, from the passwd entry; NULL when there is none. */
+const char *
+ssh_local_user(void)
+{
+	pthread_once(&passwd_once, read_passwd);
+	return passwd_user;
 }
 
 /* "~/x" and "~" are the home directory; a relative path is under base. */
@@ -75,7 +111,7 @@ new_block(struct ssh_config *c)
 {
 	struct ssh_block	*b;
 
-	c->blocks = xreallocarray(c->blocks, c->nblocks + 1,
+	c->blocks = xgrow(c->blocks, c->nblocks,
 	    sizeof *c->blocks);
 	b = &c->blocks[c->nblocks++];
 	memset(b, 0, sizeof *b);
@@ -165,11 +201,11 @@ parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
 	if (depth > INCLUDE_DEPTH)
 		return err_set(e, "ssh config '%s': Include nested too deeply",
 		    file);
-	if ((f = fopen(file, "r")) == NULL) {
+	if ((f = fopen(file, "re")) == NULL) {
 		if (!must_exist && errno == ENOENT)
 			return 0;
 		return err_set(e, "unable to read ssh config '%s': %s", file,
-		    strerror(errno));
+		    xstrerror(errno));
 	}
 	/*
 	 * Options before the first Host line apply to every host. Blocks
@@ -219,7 +255,7 @@ parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
 			continue;
 		}
 		b = &c->blocks[bi];
-		b->opts = xreallocarray(b->opts, b->nopts + 1,
+		b->opts = xgrow(b->opts, b->nopts,
 		    sizeof *b->opts);
 		b->opts[b->nopts].key = xstrdup(w[0]);
 		b->opts[b->nopts].value = xstrdup(w[1]);
@@ -270,7 +306,6 @@ static char *
 expand_tokens(const char *s, const char *host, const char *ruser)
 {
 	struct buf	 b;
-	struct passwd	*pw;
 	const char	*u;
 	char		*path;
 
@@ -288,8 +323,8 @@ expand_tokens(const char *s, const char *host, const char *ruser)
 			buf_adds(&b, ssh_home());
 			break;
 		case 'u':
-			pw = getpwuid(getuid());
-			u = pw != NULL ? pw->pw_name : getenv("USER");
+			if ((u = ssh_local_user()) == NULL)
+				u = getenv("USER");
 			buf_adds(&b, u != NULL ? u : "");
 			break;
 		case 'r':
@@ -356,8 +391,8 @@ ssh_config_lookup(const struct ssh_config *c, const char *host,
 				hc->connect_timeout = number(o->value);
 			else if (strcmp(o->key, "identityfile") == 0 &&
 			    strcasecmp(o->value, "none") != 0) {
-				hc->identity = xreallocarray(hc->identity,
-				    hc->nidentity + 1, sizeof *hc->identity);
+				hc->identity = xgrow(hc->identity,
+				    hc->nidentity, sizeof *hc->identity);
 				hc->identity[hc->nidentity++] = expand_tokens(
 				    o->value, host, hc->user);
 			}

@@ -181,7 +181,7 @@ open_copy(struct ssh_key *k, const char *pass)
 	/* Far below PIPE_BUF: written whole before ssh-keygen reads it. */
 	if (write(p[1], pass, strlen(pass)) == -1 || write(p[1], "\n", 1) == -1)
 		log_debug("unable to give ssh-keygen the passphrase: %s",
-		    strerror(errno));
+		    xstrerror(errno));
 	close(p[1]);
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 		;
@@ -220,7 +220,7 @@ ssh_key_load(struct ssh_key *k, const char *path, const char *pass_env)
 	k->pass_env = pass_env != NULL ? xstrdup(pass_env) : NULL;
 	pass = pass_env != NULL ? getenv(pass_env) : NULL;
 	if (read_key(path, &k->data) != 0) {
-		k->problem = xstrdup(strerror(errno));
+		k->problem = xstrdup(xstrerror(errno));
 		return;
 	}
 	if (!openssh_encrypted(&k->data)) {

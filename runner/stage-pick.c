@@ -90,6 +90,7 @@ pick_rows(struct run *run, struct stage *st, struct table *t)
 	struct pick	*pk = st->data;
 	unsigned char	*keep;
 	const char	*v;
+	char		 num[ROW_NUM_LEN];
 	size_t		 i, len;
 	int		 hit;
 
@@ -99,7 +100,7 @@ pick_rows(struct run *run, struct stage *st, struct table *t)
 			hit = (int)t->rows[i]->status == pk->status;
 		else {
 			len = 0;
-			v = row_value(t->rows[i], pk->column, &len);
+			v = row_value(t->rows[i], pk->column, num, &len);
 			hit = rx_match(pk->re, v != NULL ? v : "", len);
 		}
 		keep[i] = pk->invert ? !hit : hit;

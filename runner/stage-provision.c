@@ -151,8 +151,8 @@ load_type_pipeline(struct run *run, const struct type *ty, struct err *e)
 		return -1;
 	if ((ps = run->provision) == NULL)
 		ps = run->provision = xcalloc(1, sizeof *ps);
-	ps->types = xreallocarray(ps->types, ps->n + 1, sizeof *ps->types);
-	ps->pipelines = xreallocarray(ps->pipelines, ps->n + 1,
+	ps->types = xgrow(ps->types, ps->n, sizeof *ps->types);
+	ps->pipelines = xgrow(ps->pipelines, ps->n,
 	    sizeof *ps->pipelines);
 	ps->types[ps->n] = ty;
 	ps->pipelines[ps->n] = p;
@@ -213,6 +213,7 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 	struct table		*sub;
 	struct row		*sr, *hr;
 	const char		*ip, *managed;
+	char			 num[ROW_NUM_LEN];
 	size_t			 i, len;
 	int			 r = 0;
 
@@ -233,8 +234,8 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 		if (sr->status != ST_OK || sr->system == NULL ||
 		    sr->system->type != ty)
 			continue;
-		ip = row_value(sr, "ip", &len);
-		managed = row_value(sr, "managed", &len);
+		ip = row_value(sr, "ip", num, &len);
+		managed = row_value(sr, "managed", num, &len);
 		hr = table_add(sub, sr->target, ROW_HOST, ty->name);
 		hr->host = virt_host(run, sr->system, ip != NULL ? ip : "",
 		    managed != NULL && strcmp(managed, "yes") == 0);

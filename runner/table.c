@@ -114,11 +114,11 @@ row_set(struct table *t, struct row *r, const char *name, const void *p,
 		if (strcmp(t->cols[i], name) == 0)
 			break;
 	if (i == t->ncols) {
-		t->cols = xreallocarray(t->cols, t->ncols + 1,
+		t->cols = xgrow(t->cols, t->ncols,
 		    sizeof *t->cols);
 		t->cols[t->ncols++] = xstrdup(name);
 	}
-	r->cols = xreallocarray(r->cols, r->ncols + 1, sizeof *r->cols);
+	r->cols = xgrow(r->cols, r->ncols, sizeof *r->cols);
 	r->cols[r->ncols].name = xstrdup(name);
 	buf_init(&r->cols[r->ncols].value);
 	buf_add(&r->cols[r->ncols].value, p, len);
@@ -143,13 +143,14 @@ row_get(const struct row *r, const char *name)
 }
 
 /*
- * Any column, fixed or extra, as bytes; numbers are formatted into a
- * per-call static buffer. An absent column reads as NULL.
+ * Any column, fixed or extra, as bytes; numbers are formatted into the
+ * caller's num, so that threads and two values held at once never share
+ * a buffer. An absent column reads as NULL.
  */
 const char *
-row_value(const struct row *r, const char *name, size_t *len)
+row_value(const struct row *r, const char *name, char num[ROW_NUM_LEN],
+    size_t *len)
 {
-	static char		 num[32];
 	const struct buf	*b;
 	const char		*s = NULL;
 
@@ -162,10 +163,10 @@ row_value(const struct row *r, const char *name, size_t *len)
 	else if (strcmp(name, "status") == 0)
 		s = status_name(r->status);
 	else if (strcmp(name, "code") == 0) {
-		snprintf(num, sizeof num, "%d", r->code);
+		snprintf(num, ROW_NUM_LEN, "%d", r->code);
 		s = num;
 	} else if (strcmp(name, "duration_ms") == 0) {
-		snprintf(num, sizeof num, "%lld", r->duration_ms);
+		snprintf(num, ROW_NUM_LEN, "%lld", r->duration_ms);
 		s = num;
 	} else if (strcmp(name, "stdout") == 0 || strcmp(name, "stderr") == 0) {
 		b = name[3] == 'o' ? &r->out : &r->err;

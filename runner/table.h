@@ -63,7 +63,10 @@ void		 row_set(struct table *, struct row *, const char *,
 void		 row_sets(struct table *, struct row *, const char *,
 		    const char *);
 const struct buf *row_get(const struct row *, const char *);
-const char	*row_value(const struct row *, const char *, size_t *);
+/* Room for a number column (code, duration_ms) as row_value formats it. */
+#define ROW_NUM_LEN	32
+const char	*row_value(const struct row *, const char *, char [ROW_NUM_LEN],
+		    size_t *);
 
 const char	*status_name(enum row_status);
 const char	*kind_name(enum row_kind);

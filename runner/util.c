@@ -60,6 +60,25 @@ xreallocarray(void *p, size_t n, size_t size)
 	return xrealloc(p, n * size);
 }
 
+/*
+ * Room for element n of an array that holds n: the array doubles when n
+ * reaches a power of two (from 8), so adding elements one at a time costs
+ * O(n) copying in all, not O(n^2), and the allocator (ASan's quarantine
+ * above all) is not left with n ever larger freed blocks. Only for arrays
+ * that xgrow alone allocates: their capacity is implied by their count.
+ */
+void *
+xgrow(void *p, size_t n, size_t size)
+{
+	if (n == 0)
+		return xreallocarray(p, 8, size);
+	if (n < 8 || (n & (n - 1)) != 0)
+		return p;
+	if (n > SIZE_MAX / 2)
+		oom();
+	return xreallocarray(p, n * 2, size);
+}
+
 char *
 xstrdup(const char *s)
 {
@@ -290,6 +309,18 @@ log_warn(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_emit(-1, "warning: ", fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * strerror for threads: the ssh transport and the virt workers run beside
+ * the main thread, and strerror may format into a buffer they would share.
+ */
+const char *
+xstrerror(int errnum)
+{
+	static __thread char	buf[128];
+
+	return strerror_r(errnum, buf, sizeof buf);
 }
 
 long long

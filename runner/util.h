@@ -24,6 +24,7 @@ void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);
 void	*xreallocarray(void *, size_t, size_t);
+void	*xgrow(void *, size_t, size_t);
 char	*xstrdup(const char *);
 char	*xstrndup(const char *, size_t);
 char	*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -68,6 +69,7 @@ void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 long long	 now_ms(void);
+const char	*xstrerror(int);
 int		 edit_distance(const char *, const char *);
 const char	*closest_name(const char *, const char *const *, size_t);
 void		 shell_quote(struct buf *, const char *);

@@ -140,6 +140,22 @@ delete_volumes(virConnectPtr conn, const struct virt_meta *m,
 	}
 }
 
+/* A volume of that name in the pool is someone's: never overwritten. */
+static int
+vol_taken(struct virt_op *op, virStoragePoolPtr pool, const char *volname)
+{
+	virStorageVolPtr	vol;
+
+	if ((vol = virStorageVolLookupByName(pool, volname)) != NULL) {
+		virStorageVolFree(vol);
+		err_set(&op->e, "volume '%s' already exists in pool '%s'; "
+		    "not overwriting it", volname, pool_name(op->sys));
+		return 1;
+	}
+	virResetLastError();
+	return 0;
+}
+
 /*
  * The system's disk: a qcow2 overlay whose backing store is the base image
  * (copy on write, so the image is never written), or a blank qcow2 of
@@ -158,18 +174,6 @@ make_disk(struct virt_op *op, virStoragePoolPtr pool, const char *volname,
 	int			 r = -1;
 
 	buf_init(&x);
-	if ((vol = virStorageVolLookupByName(pool, volname)) != NULL) {
-		virStorageVolFree(vol);
-		err_set(&op->e, "volume '%s' already exists in pool '%s'; "
-		    "not overwriting it", volname, pool_name(op->sys));
-		return -1;
-	}
-	virResetLastError();
-	if (mc->image == NULL && mc->disk == 0) {
-		err_set(&op->e, "system '%s' names neither 'image' nor 'disk' "
-		    "in its machine", op->sys->name);
-		return -1;
-	}
 	cap = (unsigned long long)mc->disk << 30;
 	if (mc->image != NULL) {
 		base = mc->image[0] == '/' ?
@@ -223,7 +227,7 @@ write_file(const char *path, const char *data, size_t len)
 	FILE	*f;
 	int	 r;
 
-	if ((f = fopen(path, "w")) == NULL)
+	if ((f = fopen(path, "we")) == NULL)
 		return -1;
 	r = fwrite(data, 1, len, f) == len ? 0 : -1;
 	if (fclose(f) != 0)
@@ -239,7 +243,7 @@ read_file(const char *path, struct buf *b)
 	FILE	*f;
 	int	r;
 
-	if ((f = fopen(path, "r")) == NULL)
+	if ((f = fopen(path, "re")) == NULL)
 		return -1;
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
 		buf_add(b, chunk, n);
@@ -279,7 +283,7 @@ public_key(struct virt_op *op, struct buf *key)
 	r = read_file(path, key);
 	if (r != 0 || key->len == 0)
 		err_set(&op->e, "unable to read public key '%s': %s", path,
-		    r != 0 ? strerror(errno) : "empty file");
+		    r != 0 ? xstrerror(errno) : "empty file");
 	free(path);
 	for (i = 0; i < key->len; i++)
 		if (key->data[i] == '\n' || key->data[i] == '\r')
@@ -324,7 +328,7 @@ run_xorriso(struct virt_op *op, const char *dir)
 	if ((errno = posix_spawnp(&pid, "xorriso", &fa, NULL, argv,
 	    environ)) != 0) {
 		err_set(&op->e, "unable to run 'xorriso' for the cloud-init "
-		    "seed: %s", strerror(errno));
+		    "seed: %s", xstrerror(errno));
 		goto out;
 	}
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
@@ -408,7 +412,7 @@ make_seed(struct virt_op *op, virStoragePoolPtr pool, const char *volname,
 	    tmp : "/tmp");
 	if (mkdtemp(dir) == NULL) {
 		err_set(&op->e, "unable to make a directory for the seed: %s",
-		    strerror(errno));
+		    xstrerror(errno));
 		free(dir);
 		dir = NULL;
 		goto out;
@@ -419,7 +423,7 @@ make_seed(struct virt_op *op, virStoragePoolPtr pool, const char *volname,
 	p = xasprintf("%s/meta-data", dir);
 	if (write_file(p, md.data, md.len) != 0 || sent != 0) {
 		err_set(&op->e, "unable to write the seed files: %s",
-		    strerror(errno));
+		    xstrerror(errno));
 		free(p);
 		goto out;
 	}
@@ -534,20 +538,61 @@ domain_xml(struct buf *x, struct virt_op *op, const char *virttype,
 	buf_adds(x, "</devices></domain>\n");
 }
 
-/* Creating a system that exists is an error, never a second VM. */
+/*
+ * Undoes a create that did not finish: the volumes it made, then the
+ * domain. In that order, so that whatever a kill leaves between the two
+ * is still a domain whose metadata names its volumes, which destroy
+ * removes.
+ */
+static void
+undo_create(struct virt_op *op, virDomainPtr dom, const struct virt_meta *made)
+{
+	virResetLastError();
+	delete_volumes(op->conn, made, NULL);
+	if (dom != NULL) {
+		if (virDomainUndefine(dom) != 0)
+			virResetLastError();
+		virDomainFree(dom);
+	}
+}
+
+/*
+ * SIGINT or SIGTERM between two steps: the call under way has finished,
+ * and what this create made is removed rather than left half-made.
+ */
+static int
+create_interrupted(struct virt_op *op)
+{
+	if (!run_interrupted)
+		return 0;
+	op->code = 130;
+	err_set(&op->e, "interrupted while creating '%s'; removed what it "
+	    "had made", op->sys->name);
+	return 1;
+}
+
+/*
+ * Creating a system that exists is an error, never a second VM. The
+ * domain is defined first, its metadata naming the volumes it is about to
+ * get, and only then are they made: a create killed at any point leaves
+ * either nothing or a domain of ours that destroy removes with everything
+ * its metadata names. Each volume name is checked free before the domain
+ * claims it, so destroy never deletes a volume someone else made.
+ */
 int
 virt_create(struct virt_op *op)
 {
 	const struct system	*s = op->sys;
 	virStoragePoolPtr	 pool = NULL;
 	virDomainPtr		 dom = NULL;
-	struct virt_meta	 m, old;
+	struct virt_meta	 plan, made, old;
 	struct buf		 x;
 	const char		*virttype;
 	char			*disk = NULL, *seed = NULL;
 	int			 r = -1;
 
-	memset(&m, 0, sizeof m);
+	memset(&plan, 0, sizeof plan);
+	memset(&made, 0, sizeof made);
 	buf_init(&x);
 	if (op->dom != NULL) {
 		if (virt_meta_read(op->dom, &old)) {
@@ -561,6 +606,11 @@ virt_create(struct virt_op *op)
 			    s->hypervisor.uri);
 		return -1;
 	}
+	if (s->machine.image == NULL && s->machine.disk == 0) {
+		err_set(&op->e, "system '%s' names neither 'image' nor 'disk' "
+		    "in its machine", s->name);
+		return -1;
+	}
 	if ((virttype = virt_type(op)) == NULL)
 		return -1;
 	if ((pool = virStoragePoolLookupByName(op->conn, pool_name(s))) ==
@@ -570,36 +620,46 @@ virt_create(struct virt_op *op)
 		return -1;
 	}
 	disk = xasprintf("%s.qcow2", s->name);
-	if (make_disk(op, pool, disk, &m) != 0)
-		goto out;
-	if (s->type->cloud_init) {
+	if (s->type->cloud_init)
 		seed = xasprintf("%s-seed.iso", s->name);
-		if (make_seed(op, pool, seed, &m) != 0)
-			goto out;
-	}
-	domain_xml(&x, op, virttype, &m, disk, seed);
+	if (vol_taken(op, pool, disk) || (seed != NULL &&
+	    vol_taken(op, pool, seed)))
+		goto out;
+	meta_add_volume(&plan, pool_name(s), disk);
+	if (seed != NULL)
+		meta_add_volume(&plan, pool_name(s), seed);
+	domain_xml(&x, op, virttype, &plan, disk, seed);
 	log_debug("%s: domain XML:\n%s", s->name, x.data);
+	if (create_interrupted(op))
+		goto out;
 	if ((dom = virDomainDefineXML(op->conn, x.data)) == NULL) {
 		virt_err(&op->e, "unable to define '%s'", s->name);
 		goto out;
 	}
+	if (create_interrupted(op) || make_disk(op, pool, disk, &made) != 0)
+		goto out;
+	if (seed != NULL && (create_interrupted(op) ||
+	    make_seed(op, pool, seed, &made) != 0))
+		goto out;
+	if (create_interrupted(op))
+		goto out;
 	if (virDomainCreate(dom) != 0) {
 		virt_err(&op->e, "unable to start '%s'", s->name);
-		virDomainUndefine(dom);
-		virDomainFree(dom);
-		dom = NULL;
 		goto out;
 	}
 	buf_printf(&op->note, "created %s on %s (%s)", s->name,
 	    s->hypervisor.uri, virttype);
 	op->dom = dom;
+	dom = NULL;
 	r = 0;
 out:
-	if (r != 0) {
-		virResetLastError();
-		delete_volumes(op->conn, &m, NULL);
-	}
-	virt_meta_free(&m);
+	/* ^C reaches xorriso too: its failure is the interrupt's. */
+	if (r != 0 && dom != NULL)
+		create_interrupted(op);
+	if (r != 0)
+		undo_create(op, dom, &made);
+	virt_meta_free(&plan);
+	virt_meta_free(&made);
 	if (pool != NULL)
 		virStoragePoolFree(pool);
 	free(disk);

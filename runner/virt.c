@@ -78,7 +78,7 @@ virt_conn(struct run *run, const char *uri)
 	for (i = 0; i < v->n; i++)
 		if (strcmp(v->c[i].uri, uri) == 0)
 			return &v->c[i];
-	v->c = xreallocarray(v->c, v->n + 1, sizeof *v->c);
+	v->c = xgrow(v->c, v->n, sizeof *v->c);
 	c = &v->c[v->n++];
 	memset(c, 0, sizeof *c);
 	c->uri = xstrdup(uri);
@@ -175,7 +175,7 @@ virt_host(struct run *run, const struct system *s, const char *ip,
 			virDomainFree(dom);
 		}
 	}
-	v->hosts = xreallocarray(v->hosts, v->nhosts + 1, sizeof *v->hosts);
+	v->hosts = xgrow(v->hosts, v->nhosts, sizeof *v->hosts);
 	v->hosts[v->nhosts++] = h;
 	return h;
 }

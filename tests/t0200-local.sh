@@ -117,14 +117,15 @@ assert r[\"stdout\"] == \"a\\x00b\\ufffdc\", r
 '
 
 test_expect_success 'a timeout kills the whole process group: code 124' '
-	pipeline slow.yaml one "exec: { command: \"sleep 300 & echo started; sleep 300\", timeout: 1 }" &&
+	s=$(marked_sleep t0200-group) &&
+	pipeline slow.yaml one "exec: { command: \"$s 300 & echo started; $s 300\", timeout: 1 }" &&
 	test_exit 1 reops_run --json slow.yaml >out 2>err &&
 	json_get code out >got &&
 	echo 124 >want &&
 	test_cmp want got &&
 	json_get stderr out >got &&
 	test_grep "timed out after 1s" got &&
-	! pgrep -f "sleep 300" >/dev/null
+	test_none_left "$s 300"
 '
 
 test_expect_success '--timeout applies when the stage names none' '

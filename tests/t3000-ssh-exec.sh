@@ -105,10 +105,27 @@ test_expect_success 'local and ssh rows of one stage run side by side' '
 	cp hosts.d/web.yaml mixed/ &&
 	printf "groups:\n  here:\n    transport: local\n    hosts: [local-1]\n" >mixed/here.yaml &&
 	rm -f from-ssh &&
-	pipeline mixed.yaml "[here, h1]" "exec: { command: \"if [ \${group} = here ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done; test -e $TRASH/from-ssh; else touch $TRASH/from-ssh; fi\", timeout: 30 }" &&
+	pipeline mixed.yaml "[here, h1]" "exec: { command: \"if [ \${group} = here ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; test -e $TRASH/from-ssh; else touch $TRASH/from-ssh; fi\", timeout: 30 }" &&
 	reops_run -i mixed --json mixed.yaml >out &&
 	json_get status out >got &&
 	printf "ok\nok\n" >want &&
+	test_cmp want got
+'
+
+# Started while the ssh loop holds its session (socket, known_hosts read,
+# key), a local command (local-2, after local-1 saw the ssh row run) sees only what reops-run itself was given (0, 1, 2 and
+# whatever the test harness leaves open): every file and socket reops-run
+# opens is close-on-exec.
+test_expect_success 'a local command inherits no descriptor reops-run opened' '
+	rm -f from-ssh listed &&
+	mkdir -p fds &&
+	cp hosts.d/web.yaml fds/ &&
+	printf "groups:\n  here:\n    transport: local\n    hosts: [local-1, local-2]\n" >fds/here.yaml &&
+	pipeline fds.yaml "[here, h1]" "exec: { command: \"if [ \${target} = local-1 ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; elif [ \${group} = here ]; then ls /proc/\$\$/fd >$TRASH/fds.child; touch $TRASH/listed; else touch $TRASH/from-ssh; i=0; while [ ! -e $TRASH/listed ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; fi\", timeout: 30 }" &&
+	sh -c "ls /proc/\$\$/fd >fds.given; exec \"\$0\" \"\$@\"" \
+	    "$REOPS_RUN" -i fds --forks 1 --json fds.yaml >out &&
+	sort -n fds.given >want &&
+	sort -n fds.child >got &&
 	test_cmp want got
 '
 
@@ -116,7 +133,7 @@ test_expect_success 'SIGINT reaches both loops: rows fail with 130, exit 130' '
 	rm -f started.here started.ssh &&
 	pipeline mixint.yaml "[here, h1]" "exec: \"touch $TRASH/started.\$([ \${group} = here ] && echo here || echo ssh); exec sleep 5\"" &&
 	{ "$REOPS_RUN" -i mixed mixint.yaml >out 2>err & pid=$!; } &&
-	i=0 && while { [ ! -e started.here ] || [ ! -e started.ssh ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	i=0 && while { [ ! -e started.here ] || [ ! -e started.ssh ]; } && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
 	kill -INT $pid &&
 	{ wait $pid; code=$?; } ; test $code = 130 &&
 	test_grep "^local-1: failed code=130" out &&

@@ -144,7 +144,7 @@ c, _ = s.accept()
 c.sendall(b\"HTTP/1.0 400 Bad Request\\r\\n\\r\\n\")
 c.close()
 " & } &&
-	i=0 && while [ ! -s http.port ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	i=0 && while [ ! -s http.port ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
 	printf "groups:\n  http:\n    transport: ssh\n    hosts: [{ name: web-server, address: 127.0.0.1, port: %s }]\n" \
 	    "$(cat http.port)" >hosts.d/http.yaml &&
 	pipeline h.yaml http ping &&
@@ -156,7 +156,7 @@ c.close()
 test_expect_success 'SIGINT: rows in flight fail with 130, the rest are skipped' '
 	pipeline int.yaml web "exec: touch $TRASH/started.\${target}; exec sleep 5" &&
 	{ "$REOPS_RUN" --forks 2 int.yaml >out 2>err & pid=$!; } &&
-	i=0 && while [ ! -e started.h2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done &&
+	i=0 && while [ ! -e started.h2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
 	kill -INT $pid &&
 	{ wait $pid; code=$?; } ; test $code = 130 &&
 	test_grep "^h1: failed code=130" out &&

@@ -273,7 +273,7 @@ print(s.getsockname()[1], c.getsockname()[1], flush=True)
 time.sleep(60)
 " >ports &
 	pid=$! &&
-	for i in $(seq 1 50); do test -s ports && break; sleep 0.1; done &&
+	for i in $(seq 1 300); do test -s ports && break; sleep 0.1; done &&
 	read open closed <ports &&
 	uri="test://$PWD/node.xml" &&
 	cat >inv/ready.yaml <<-EOF &&

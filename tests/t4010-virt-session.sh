@@ -5,6 +5,8 @@
 # its own session daemon there; it is stopped at the end by its pid file.
 # A tiny domain is created (qcow2 overlay of a base image, cloud-init
 # seed), stopped, started, reloaded and destroyed; no OS boots in it.
+# Then creates are killed and interrupted half-way, and what they leave
+# must be nothing that the next create or destroy cannot handle.
 # Skips only when the packages are not installed.
 . "$SRCDIR/tests/test-lib.sh"
 
@@ -27,6 +29,9 @@ fi
 D=$(mktemp -d /tmp/reops-t4010.XXXXXX) || exit 1
 chmod 755 "$D"
 stop_daemons () {
+	# A stand-in xorriso still waiting (a failed check) is let go.
+	: >"$D/xorriso-go" 2>/dev/null
+	test -s "$D/pid" && kill -9 "$(cat "$D/pid")" 2>/dev/null
 	pids=
 	for f in "$D"/home/run/libvirt/libvirtd.pid \
 	    "$D"/home/run/libvirt/virtlogd.pid; do
@@ -164,6 +169,109 @@ test_expect_success 'destroy: undefined, its volumes gone, the base image kept' 
 	as_user virsh -c $URI vol-list $POOL >vols &&
 	test_grep "base.qcow2" vols &&
 	! grep "qs-1" vols
+'
+
+
+# A create caught making its seed: a stand-in xorriso says it started, then
+# waits for the test to let it go (bounded), so the signal lands while the
+# overlay volume exists and the seed does not yet.
+test_expect_success 'setup: an xorriso that waits to be let go' '
+	mkdir -p "$D/bin" &&
+	cat >"$D/bin/xorriso" <<-EOF &&
+	#!/bin/sh
+	echo \$PPID >"$D/xorriso-started.\$PPID"
+	i=0
+	while [ ! -e "$D/xorriso-go" ] && [ \$i -lt 1500 ]; do
+		sleep 0.1; i=\$((i + 1))
+	done
+	test -e "$D/xorriso-fail" && exit 1
+	exec $(command -v xorriso) "\$@"
+	EOF
+	chmod 755 "$D/bin/xorriso" &&
+	if [ -n "$AS_USER" ]; then chown -R nobody:nogroup "$D/bin"; fi
+'
+
+# create_caught SIGNAL: starts a create, sends SIGNAL to reops-run once the
+# overlay exists and xorriso is waiting, lets xorriso go; the exit status
+# of reops-run in caught.status.
+create_caught () {
+	# Not joined by &&: "a && (b) &" would put the rm in the background.
+	rm -f "$D/xorriso-go" "$D/pid" caught.status || return 1
+	here=$PWD
+	(cd "$D" && as_user env PATH="$D/bin:$PATH" sh -c \
+	    "echo \$\$ >\"$D/pid\"; exec ./reops-run -i hosts.d --json \
+	    systems-create.yaml --set wait=running" \
+	    >"$here/caught.out" 2>"$here/caught.err"
+	    echo $? >"$here/caught.status") &
+	i=0 &&
+	while { [ ! -s "$D/pid" ] ||
+	    [ ! -e "$D/xorriso-started.$(cat "$D/pid")" ]; } && [ $i -lt 1200 ]
+	do
+		sleep 0.1; i=$((i + 1))
+	done &&
+	if [ ! -e "$D/xorriso-started.$(cat "$D/pid" 2>/dev/null)" ]; then
+		echo "xorriso not started after 120s; reops-run said:"
+		cat caught.out caught.err; ls "$D" "$D/pool" "$D/tmp"
+		as_user virsh -c $URI list --all
+		ps -u nobody -o pid=,ppid=,stat=,etime=,wchan:20=,args= |
+		    grep -F "$D"; return 1
+	fi &&
+	as_user virsh -c $URI vol-list $POOL >vols.caught &&
+	if ! grep -q "qs-1.qcow2" vols.caught; then
+		echo "no overlay while xorriso runs:"; cat vols.caught
+		ls -l "$D/pool"; as_user virsh -c $URI list --all; return 1
+	fi &&
+	kill -s "$1" "$(cat "$D/pid")" &&
+	: >"$D/xorriso-go" &&
+	i=0 &&
+	while [ ! -s caught.status ] && [ $i -lt 1200 ]; do
+		sleep 0.1; i=$((i + 1))
+	done &&
+	if [ ! -s caught.status ]; then
+		echo "reops-run still running 120s after SIG$1"; return 1
+	fi
+}
+
+nothing_left () {
+	as_user virsh -c $URI list --all --name >doms &&
+	if grep -x qs-1 doms; then echo "left: domain qs-1"; return 1; fi &&
+	as_user virsh -c $URI vol-list $POOL >vols &&
+	if grep "qs-1" vols; then echo "left: volumes above"; return 1; fi &&
+	if ls "$D/pool" | grep qs-1; then echo "left: files above"; return 1
+	fi
+}
+
+test_expect_success 'create killed (SIGKILL) mid-way: destroy removes all it left' '
+	: >"$D/xorriso-fail" &&
+	create_caught KILL &&
+	echo 137 >expect && test_cmp expect caught.status &&
+	rr --yes systems-destroy.yaml >out 2>err &&
+	json_get stdout out >said &&
+	test_grep "^destroyed; deleted volume $POOL/qs-1.qcow2$" said &&
+	nothing_left &&
+	rm -rf "$D"/tmp/reops-seed.* &&
+	rm -f "$D/xorriso-fail" &&
+	rr systems-create.yaml --set wait=running >out 2>err &&
+	json_get state out >actual && echo running >expect &&
+	test_cmp expect actual &&
+	rr --yes systems-destroy.yaml >out 2>err &&
+	nothing_left
+'
+
+# SIGINT here; SIGTERM and SIGHUP take the same path once reops-run
+# handles them as it does SIGINT.
+test_expect_success 'create interrupted mid-way removes what it made (exit 130)' '
+	create_caught INT &&
+	echo 130 >expect && test_cmp expect caught.status &&
+	json_get stderr caught.out >said &&
+	test_grep "interrupted while creating .qs-1.; removed what it had made" said &&
+	nothing_left &&
+	ls -d "$D"/tmp/reops-seed.* >tmpleft 2>/dev/null; test_cmp /dev/null tmpleft &&
+	rr systems-create.yaml --set wait=running >out 2>err &&
+	json_get state out >actual && echo running >expect &&
+	test_cmp expect actual &&
+	rr --yes systems-destroy.yaml >out 2>err &&
+	nothing_left
 '
 
 test_done

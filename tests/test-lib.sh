@@ -80,6 +80,31 @@ test_grep () {
 	fi
 }
 
+# marked_sleep NAME: the path of a sleep command named NAME-PID in this
+# test's scratch directory. Its command line is this run's alone, so
+# test_none_left finds our processes and never another suite's sleep.
+marked_sleep () {
+	mkdir -p "$TRASH/bin" &&
+	ln -sf "$(command -v sleep)" "$TRASH/bin/$1-$$" &&
+	echo "$TRASH/bin/$1-$$"
+}
+
+# test_none_left PATTERN: no process whose command line matches PATTERN
+# (pgrep -f) is left within 10 s; else shows the ones it saw.
+test_none_left () {
+	_i=0
+	while pgrep -f -- "$1" >/dev/null && [ $_i -lt 100 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	if _left=$(pgrep -d, -f -- "$1"); then
+		echo "still running after 10s, matching '$1':" >&2
+		ps -o pid=,stat=,args= -p "$_left" >&2
+		return 1
+	fi
+	return 0
+}
+
 # json_get FIELD FILE: the values of FIELD in an NDJSON file, one a line
 # (a value's own final newline is dropped, so "hi\n" reads as "hi").
 json_get () {

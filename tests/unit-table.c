@@ -14,7 +14,7 @@ test_add(void)
 	struct table	*t = table_new();
 	struct row	*r;
 	size_t		 i, len;
-	char		 name[32];
+	char		 name[32], num[ROW_NUM_LEN];
 
 	r = table_add(t, "web-1", ROW_HOST, "web");
 	is_str(r->target, "web-1", "table_add keeps the target");
@@ -23,7 +23,7 @@ test_add(void)
 	    r->err.len == 0, "a new row is ok with empty output");
 	r = table_add(t, "demo-1", ROW_SYSTEM, NULL);
 	is_str(r->group, "", "a NULL group reads as empty");
-	is_str(row_value(r, "kind", &len), "system", "kind of a system row");
+	is_str(row_value(r, "kind", num, &len), "system", "kind of a system row");
 	ok(len == 6, "row_value gives the length");
 	/* Past the first growth of the row array (16). */
 	for (i = 0; i < 100; i++) {
@@ -43,6 +43,7 @@ test_columns(void)
 	struct row		*a, *b;
 	const struct buf	*v;
 	size_t			 len;
+	char			 num[ROW_NUM_LEN];
 
 	a = table_add(t, "a", ROW_HOST, "g");
 	b = table_add(t, "b", ROW_HOST, "g");
@@ -56,7 +57,7 @@ test_columns(void)
 	is_str(t->cols[2], "kernel", "first-seen order: kernel third");
 	is_str(row_get(a, "os")->data, "alpine", "row_get reads the value");
 	ok(row_get(a, "kernel") == NULL, "a column a row never set is NULL");
-	ok(row_value(a, "kernel", &len) == NULL,
+	ok(row_value(a, "kernel", num, &len) == NULL,
 	    "row_value of an unset column is NULL");
 	row_sets(t, a, "os", "alpine 3.20");
 	v = row_get(a, "os");
@@ -66,10 +67,10 @@ test_columns(void)
 	row_sets(t, a, "empty", "");
 	v = row_get(a, "empty");
 	ok(v != NULL && v->len == 0, "an empty value is set, not absent");
-	is_str(row_value(a, "target", &len), "a", "row_value of target");
-	is_str(row_value(a, "status", &len), "ok", "row_value of status");
+	is_str(row_value(a, "target", num, &len), "a", "row_value of target");
+	is_str(row_value(a, "status", num, &len), "ok", "row_value of status");
 	a->code = -15;
-	is_str(row_value(a, "code", &len), "-15", "row_value of code");
+	is_str(row_value(a, "code", num, &len), "-15", "row_value of code");
 	ok(column_is_fixed("stdout") && column_is_fixed("duration_ms") &&
 	    !column_is_fixed("os"), "column_is_fixed");
 	table_free(t);
@@ -83,7 +84,7 @@ test_binary(void)
 	struct row		*r;
 	const struct buf	*v;
 	const char		*s;
-	char			*big;
+	char			*big, num[ROW_NUM_LEN];
 	size_t			 len = 0, n = 1 << 20;
 
 	r = table_add(t, "x", ROW_HOST, "g");
@@ -94,7 +95,7 @@ test_binary(void)
 	    "and every byte");
 	ok(v->data[v->len] == '\0', "and is NUL-terminated past its end");
 	buf_add(&r->out, bytes, sizeof bytes);
-	s = row_value(r, "stdout", &len);
+	s = row_value(r, "stdout", num, &len);
 	ok(len == sizeof bytes && memcmp(s, bytes, len) == 0,
 	    "stdout is binary-safe through row_value");
 	/* A large value, past any fixed-size buffer. */
@@ -137,6 +138,38 @@ test_keep(void)
 	table_free(t);
 }
 
+/*
+ * Numbers are formatted into the caller's storage: two held at once (or
+ * read by two threads) never overwrite each other.
+ */
+static void
+test_row_value_numbers(void)
+{
+	struct table	*t = table_new();
+	struct row	*a, *b;
+	const char	*ca, *cb, *da;
+	char		 na[ROW_NUM_LEN], nb[ROW_NUM_LEN], nd[ROW_NUM_LEN];
+	size_t		 la, lb, ld;
+
+	a = table_add(t, "a", ROW_HOST, "g");
+	b = table_add(t, "b", ROW_HOST, "g");
+	a->code = 7;
+	b->code = -2147483647 - 1;
+	a->duration_ms = 9223372036854775807LL;
+	ca = row_value(a, "code", na, &la);
+	cb = row_value(b, "code", nb, &lb);
+	da = row_value(a, "duration_ms", nd, &ld);
+	is_str(ca, "7", "code of one row");
+	ok(la == 1, "and its length");
+	is_str(cb, "-2147483648", "code of another, read after it");
+	ok(lb == 11, "and its length");
+	is_str(da, "9223372036854775807", "the largest duration fits");
+	ok(ld == 19, "and its length");
+	ok(ca == na && cb == nb && da == nd,
+	    "each number lives in the storage its caller passed");
+	table_free(t);
+}
+
 int
 main(void)
 {
@@ -144,5 +177,6 @@ main(void)
 	test_columns();
 	test_binary();
 	test_keep();
+	test_row_value_numbers();
 	return tap_done();
 }
