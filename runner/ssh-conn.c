@@ -180,6 +180,7 @@ conn_init(struct ssh_cache *sc, struct conn *c, const struct host *h,
 				free(p);
 		}
 	}
+	sc->all = xgrow(sc->all, sc->nall, sizeof *sc->all);
 	sc->all[sc->nall++] = c;
 }
 
