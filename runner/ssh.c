@@ -12,7 +12,10 @@
  * reports its process group (sshd puts it in a session of its own) on
  * stderr, where we take that line out; at a deadline or ^C a second
  * channel on the same session kills the group, as the local transport
- * kills its own.
+ * kills its own. That needs the runner alive, not too loaded and still
+ * connected, so the host keeps the deadline too: each command starts
+ * under a watchdog (WATCHDOG below) that kills its group at the deadline
+ * or as soon as the connection is gone.
  */
 #include <errno.h>
 #include <poll.h>
@@ -41,6 +44,34 @@
 #define PGID_SCAN_MAX		4096
 /* How long killing a command may take, all kills running at once. */
 #define KILL_BUDGET_MS		2000
+
+/*
+ * The wrapper of every command, a POSIX sh script run as
+ * sh -c WATCHDOG reops-run COMMAND SECONDS. sshd made it a session and
+ * group leader; it execs the command, so the leader is the command and
+ * its pid is the group to kill. Before that it forks a watchdog into the
+ * same group, its standard streams on /dev/null so that it never holds
+ * the channel open. The watchdog looks once a second: the command gone,
+ * it ends; the deadline come (SECONDS on a sleep of its own, 0: none) or
+ * its parent sshd gone (the connection dropped: the runner was killed
+ * or gave the command up), it sends TERM to the group, ignoring that itself, and KILL
+ * a second later, which ends it too. Only kill, sleep and printf, and
+ * no single quote: it travels inside one.
+ */
+#define WATCHDOG							\
+	"p=$$ s=$PPID t=$2; "						\
+	"kill -0 \"$s\" 2>/dev/null && [ \"$s\" != 1 ] || s=; "		\
+	"(z=; "								\
+	"if [ \"$t\" -gt 0 ]; then sleep \"$t\" & z=$!; fi; "		\
+	"while kill -0 \"$p\"; do "					\
+	"if { [ -n \"$z\" ] && ! kill -0 \"$z\"; } || "			\
+	"{ [ -n \"$s\" ] && ! kill -0 \"$s\"; }; then "			\
+	"trap \"\" TERM; kill -TERM -\"$p\"; sleep 1; "			\
+	"kill -KILL -\"$p\"; exit 0; fi; "					\
+	"sleep 1; done; "						\
+	"[ -z \"$z\" ] || kill \"$z\") </dev/null >/dev/null 2>&1 & "	\
+	"printf \"" PGID_MARK "%s\\n\" \"$p\" >&2; "			\
+	"exec /bin/sh -c \"$1\""
 
 static const struct {
 	const char	*name;
@@ -78,14 +109,18 @@ row_unreachable(struct slot *sl, const char *reason)
 	finish_slot(sl);
 }
 
-/* Exit status and signals as the local transport maps them. */
+/*
+ * Exit status and signals as the local transport maps them. A command
+ * that TERM or KILL ended after our deadline was ended by its host's
+ * watchdog while we were too slow to do it ourselves: it timed out.
+ */
 static void
 row_exit(struct slot *sl)
 {
 	struct row	*r = sl->job->row;
 	char		*sig = NULL;
 	size_t		 len = 0, i;
-	int		 num = 0;
+	int		 num = 0, code;
 
 	libssh2_channel_get_exit_signal(sl->ch, &sig, &len, NULL, NULL, NULL,
 	    NULL);
@@ -94,12 +129,22 @@ row_exit(struct slot *sl)
 			if (strlen(signals[i].name) == len &&
 			    memcmp(signals[i].name, sig, len) == 0)
 				num = signals[i].num;
-		r->code = 128 + num;
+		code = 128 + num;
+	} else
+		code = libssh2_channel_get_exit_status(sl->ch);
+	if (sl->deadline != 0 && now_ms() >= sl->deadline &&
+	    (code == 128 + 15 || code == 128 + 9)) {
+		buf_printf(&r->err, "reops-run: timed out after %ds\n",
+		    sl->job->timeout);
+		r->code = 124;
+		r->status = ST_FAILED;
+	} else if (sig != NULL && len > 0) {
+		r->code = code;
 		r->status = ST_FAILED;
 		buf_printf(&r->err, "reops-run: killed by signal %d (SIG%.*s)\n",
 		    num, (int)len, sig);
 	} else {
-		r->code = libssh2_channel_get_exit_status(sl->ch);
+		r->code = code;
 		r->status = r->code == 0 ? ST_OK : ST_FAILED;
 	}
 	if (sig != NULL)
@@ -167,6 +212,22 @@ drain(struct slot *sl, int stream, int *rounds)
 	return 0;
 }
 
+/*
+ * The deadline the host keeps: what is left of ours, in whole seconds,
+ * rounded up so that ours comes first and the runner's own kill and
+ * reason are the usual end; 0 for none.
+ */
+static int
+host_deadline(const struct slot *sl)
+{
+	long long	left;
+
+	if (sl->deadline == 0)
+		return 0;
+	left = sl->deadline - now_ms();
+	return left < 1000 ? 1 : (int)((left + 999) / 1000);
+}
+
 /* 0: waiting; 1: the row is finished; -1: the session broke. */
 static int
 job_step(struct slot *sl)
@@ -196,9 +257,9 @@ job_step(struct slot *sl)
 		 * to find it.
 		 */
 		buf_init(&cmd);
-		buf_adds(&cmd, "exec /bin/sh -c 'printf \"" PGID_MARK
-		    "%s\\n\" \"$$\" >&2; exec /bin/sh -c \"$1\"' reops-run ");
+		buf_adds(&cmd, "exec /bin/sh -c '" WATCHDOG "' reops-run ");
 		shell_quote(&cmd, j->command);
+		buf_printf(&cmd, " %d", host_deadline(sl));
 		r = libssh2_channel_exec(sl->ch, cmd.data);
 		buf_free(&cmd);
 		if (r == LIBSSH2_ERROR_EAGAIN)
@@ -277,16 +338,20 @@ job_step(struct slot *sl)
 }
 
 /*
- * The end of a command given up: the row says why, and whether its
- * process group may live on; the session, in an unknown state, goes.
+ * The end of a command given up: the row says why; the session, in an
+ * unknown state, goes.
  */
 static void
 kill_end(struct slot *sl, int gone)
 {
 	struct row	*r = sl->job->row;
 
-	buf_printf(&r->err, "%s%s\n", sl->why, gone ? "" :
-	    "; the remote command may still be running");
+	/* Not killed from here: the host's watchdog does it, at the
+	 * deadline or now that the connection goes. */
+	buf_printf(&r->err, "%s\n", sl->why);
+	if (!gone)
+		log_debug("%s: no answer to the kill; its host's watchdog ends "
+		    "the command", sl->c->host->name);
 	sl->ch = NULL;
 	sl->kch = NULL;
 	conn_drop(sl->c, 0);
