@@ -95,8 +95,14 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 		k = sc->keys[i];
 		if (strcmp(k->path, path) == 0 && (k->pass_env == NULL ?
 		    pass_env == NULL : pass_env != NULL &&
-		    strcmp(k->pass_env, pass_env) == 0))
+		    strcmp(k->pass_env, pass_env) == 0)) {
+			/* Never a short-lived failure for the whole run. */
+			if (k->transient) {
+				ssh_key_free(k);
+				ssh_key_load(k, path, pass_env);
+			}
 			return k;
+		}
 	}
 	k = xcalloc(1, sizeof *k);
 	ssh_key_load(k, path, pass_env);
