@@ -36,7 +36,6 @@ cache_get(struct run *run)
 {
 	struct ssh_cache	*sc;
 	struct err		 e;
-	struct rlimit		 rl;
 	char			*path;
 
 	if (run->ssh != NULL)
@@ -45,11 +44,8 @@ cache_get(struct run *run)
 	hmap_init(&sc->conns);
 	hmap_init(&sc->known);
 	libssh2_init(0);
-	/* Cached sessions hold a socket each: allow as many as we may. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	/* Cached sessions hold a socket each: the budget raises the limit. */
+	(void)fd_limit();
 	if (run->opt->ssh_config != NULL) {
 		if (ssh_config_load(run->opt->ssh_config, 1, &sc->cfg, &e) != 0)
 			sc->cfg_error = xstrdup(e.msg);
@@ -270,6 +266,10 @@ conn_drop(struct conn *c, int graceful)
 	if (c->fd != -1) {
 		close(c->fd);
 		c->fd = -1;
+	}
+	if (c->fds > 0) {
+		fd_release(c->fds);
+		c->fds = 0;
 	}
 	if (c->ai0 != NULL) {
 		freeaddrinfo(c->ai0);

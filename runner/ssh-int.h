@@ -70,6 +70,7 @@ struct conn {
 	size_t			 key_i;
 	struct buf		 tried;		/* for the refusal's reason */
 	struct slot		*busy;
+	int			 fds;		/* taken from the run's budget */
 };
 
 struct slot {

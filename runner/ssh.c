@@ -42,6 +42,13 @@
 #define PGID_MARK		"reops-pgid="
 /* Stderr seen without that line: past this, it is not coming. */
 #define PGID_SCAN_MAX		4096
+/*
+ * Descriptors a connection takes from the run's budget: its socket, and
+ * one for the resolver or ssh-agent on the way; how long to wait, when
+ * held back with nothing of ours at work, for others to give some back.
+ */
+#define CONN_FDS		2
+#define HELD_BACK_MS		20
 /* How long killing a command may take, all kills running at once. */
 #define KILL_BUDGET_MS		2000
 
@@ -596,6 +603,46 @@ slot_deadline(const struct slot *sl)
 	return d;
 }
 
+/*
+ * A new connection must fit in the descriptors: room is made by closing
+ * a cached one that no command uses (a later stage dials it again).
+ * 0: it may go; 1: not now; -1: never (the limit is too low).
+ */
+static int
+conn_admit(struct ssh_cache *sc, struct conn *c)
+{
+	struct conn	*idle;
+	size_t		 i;
+
+	if (c->state == C_READY || c->state == C_DEAD || c->fds > 0)
+		return 0;
+	while (fd_reserve(CONN_FDS) != 0) {
+		for (i = 0, idle = NULL; i < sc->nall && idle == NULL; i++)
+			if (sc->all[i]->state == C_READY &&
+			    sc->all[i]->busy == NULL && sc->all[i]->fds > 0)
+				idle = sc->all[i];
+		if (idle == NULL)
+			return fd_fits_ever(CONN_FDS) ? 1 : -1;
+		log_debug("%s: closing its idle connection to make room",
+		    idle->host->name);
+		conn_drop(idle, 1);
+	}
+	c->fds = CONN_FDS;
+	return 0;
+}
+
+/* Rows that did not run are never left as they were (ok). */
+static void
+row_not_run(struct row *r, const char *why)
+{
+	buf_reset(&r->out);
+	buf_reset(&r->err);
+	buf_printf(&r->err, "reops-run: %s\n", why);
+	r->status = ST_FAILED;
+	r->code = -1;
+	r->duration_ms = 0;
+}
+
 int
 ssh_run(struct run *run, struct job **jobs, size_t n)
 {
@@ -604,18 +651,26 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	struct pollfd		*pfd;
 	struct conn		*c;
 	unsigned char		*started;
-	size_t			 first = 0, active = 0, i, np;
+	size_t			*at;
+	size_t			 first = 0, active = 0, i, k, np;
 	long long		 now, d;
-	int			 forks, wait_ms, r = 0;
+	int			 forks, wait_ms, held, r = 0;
+	char			*why;
 
 	forks = run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
 	pfd = xcalloc((size_t)forks, sizeof *pfd);
+	at = xcalloc((size_t)forks, sizeof *at);
 	started = xcalloc(n, 1);
 	for (;;) {
-		/* Start what we may; a host already busy waits its turn. */
+		/*
+		 * Start what we may; a host already busy waits its turn, and
+		 * so does one whose connection does not fit in the
+		 * descriptors yet.
+		 */
+		held = 0;
 		for (i = first; !run_interrupted && i < n &&
 		    active < (size_t)forks; i++) {
 			if (started[i])
@@ -625,6 +680,19 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				c = conn_new(sc, jobs[i]->row->host);
 			if (c->busy != NULL)
 				continue;
+			switch (conn_admit(sc, c)) {
+			case 1:
+				held = 1;
+				continue;
+			case -1:
+				started[i] = 1;
+				why = xasprintf("not started: too few file "
+				    "descriptors (the limit on open files is "
+				    "%ld)", fd_limit());
+				row_not_run(jobs[i]->row, why);
+				free(why);
+				continue;
+			}
 			started[i] = 1;
 			if (c->state == C_DEAD) {
 				struct slot	tmp;
@@ -663,10 +731,9 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		if (active == 0 && first >= n)
 			break;
 		now = now_ms();
-		wait_ms = -1;
-		for (i = 0; i < (size_t)forks; i++) {
-			pfd[i].fd = -1;
-			pfd[i].revents = 0;
+		wait_ms = held && active == 0 ? HELD_BACK_MS : -1;
+		/* Only the slots at work: poll takes no more than the limit. */
+		for (i = 0, np = 0; i < (size_t)forks; i++) {
 			if (slots[i].job == NULL)
 				continue;
 			if (slots[i].kick)
@@ -679,13 +746,17 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				if (wait_ms < 0 || d < wait_ms)
 					wait_ms = (int)d;
 			}
-			pfd[i].fd = slots[i].c->fd;
-			pfd[i].events = (short)slots[i].events;
+			at[i] = np;
+			pfd[np].fd = slots[i].c->fd;
+			pfd[np].events = (short)slots[i].events;
+			pfd[np].revents = 0;
+			np++;
 		}
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (poll(pfd, (nfds_t)forks, wait_ms) == -1 && errno != EINTR) {
+		if (poll(pfd, (nfds_t)np, wait_ms) == -1 && errno != EINTR) {
+			log_warn("ssh: poll: %s", strerror(errno));
 			r = -1;
 			break;
 		}
@@ -695,19 +766,41 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 
 			if (sl->job == NULL)
 				continue;
-			if (pfd[i].revents != 0 || sl->kick ||
+			c = sl->c;
+			if (pfd[at[i]].revents != 0 || sl->kick ||
 			    sl->c->state == C_RESOLVE)
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
 				slot_timeout(sl);
-			if (sl->job == NULL)
+			if (sl->job == NULL) {
 				active--;
+				/* Short of descriptors: no idle connection. */
+				if (c->busy == NULL && c->state == C_READY &&
+				    fd_pressed())
+					conn_drop(c, 1);
+			}
 		}
+	}
+	if (r != 0) {
+		for (i = 0; i < (size_t)forks; i++) {
+			if (slots[i].job == NULL)
+				continue;
+			row_not_run(slots[i].job->row, "not finished: internal "
+			    "error");
+			slots[i].ch = NULL;
+			conn_drop(slots[i].c, 0);
+			finish_slot(&slots[i]);
+		}
+		for (k = 0; k < n; k++)
+			if (!started[k])
+				row_not_run(jobs[k]->row, "not started: "
+				    "internal error");
 	}
 	free(started);
 	free(slots);
 	free(pfd);
+	free(at);
 	return r;
 }
 
