@@ -352,6 +352,13 @@ tcp_try(struct conn *c, struct slot *sl)
 		close(c->fd);
 		c->fd = -1;
 	}
+	/* Out of descriptors here is ours, not the host's: it may pass. */
+	if (c->connect_errno == EMFILE || c->connect_errno == ENFILE) {
+		conn_dead(c, "unable to open a socket for %s port %d: %s",
+		    c->addr, c->port, strerror(c->connect_errno));
+		c->ours = 1;
+		return -1;
+	}
 	return conn_dead(c, "unable to connect to %s port %d: %s", c->addr,
 	    c->port, strerror(c->connect_errno));
 }

@@ -71,6 +71,7 @@ struct conn {
 	struct buf		 tried;		/* for the refusal's reason */
 	struct slot		*busy;
 	int			 fds;		/* taken from the run's budget */
+	int			 ours;		/* C_DEAD for want of our fds */
 };
 
 struct slot {

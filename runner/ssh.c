@@ -90,6 +90,8 @@ static const struct {
 	{ "TERM", 15 }, { "BUS", 7 },
 };
 
+static void	row_not_run(struct row *, const char *);
+
 static void
 finish_slot(struct slot *sl)
 {
@@ -497,6 +499,14 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	if (c->state != C_READY) {
 		if ((r = conn_step(sc, c, sl)) == 0)
 			return;
+		if (r < 0 && c->ours) {
+			/* Not the host's fault: failed, and tried again later. */
+			row_not_run(row, c->reason);
+			finish_slot(sl);
+			c->ours = 0;
+			c->state = C_NEW;
+			return;
+		}
 		if (r < 0) {
 			row_unreachable(sl, c->reason);
 			return;
