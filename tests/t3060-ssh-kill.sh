@@ -16,6 +16,11 @@ ssh_hosts 2
 mkdir -p hosts.d
 ssh_group web h1 h2 >hosts.d/web.yaml
 
+# The first stage logs in, under no deadline but its own generous one,
+# so that the deadline of the next (on the same connection) is all the
+# command's, however slow the logins are on a loaded machine.
+first='exec: { command: "true", timeout: 300 }'
+
 # mark N: the path of a sleep(1) named for this run and check N.
 mark () {
 	mkdir -p "$TRASH/bin" &&
@@ -87,7 +92,7 @@ for d in rows:
 
 test_expect_success 'a deadline (--timeout) kills the command and its children' '
 	m=$(mark 2) &&
-	pipeline t.yaml web "exec: $m 300 & exec $m 300" &&
+	pipeline t.yaml web "$first" "exec: $m 300 & exec $m 300" &&
 	test_exit 1 reops_run --timeout 2 --json t.yaml >out &&
 	json_get code out >got &&
 	printf "124\n124\n" >want &&
@@ -101,7 +106,7 @@ test_expect_success 'a deadline (--timeout) kills the command and its children' 
 
 test_expect_success 'a command that ignores SIGTERM gets SIGKILL' '
 	m=$(mark 3) &&
-	pipeline k.yaml web "exec: { command: \"trap \\\"\\\" TERM; $m 300 & exec $m 300\", timeout: 1 }" &&
+	pipeline k.yaml web "$first" "exec: { command: \"trap \\\"\\\" TERM; $m 300 & exec $m 300\", timeout: 1 }" &&
 	test_exit 1 reops_run --json k.yaml >out &&
 	json_get code out >got &&
 	printf "124\n124\n" >want &&
@@ -124,7 +129,7 @@ test_expect_success 'SIGINT kills the commands in flight on their hosts' '
 
 test_expect_success 'runner killed (SIGKILL) mid-command: the host keeps the deadline' '
 	m=$(mark 5) &&
-	pipeline kk.yaml web "exec: { command: \"$m 300 & exec $m 300\", timeout: 3 }" &&
+	pipeline kk.yaml web "$first" "exec: { command: \"$m 300 & exec $m 300\", timeout: 3 }" &&
 	{ "$REOPS_RUN" --json kk.yaml >out 2>err & pid=$!; } &&
 	running "$m" 4 && kill -KILL $pid &&
 	{ wait $pid; code=$?; } ; test $code = 137 &&
@@ -142,7 +147,7 @@ test_expect_success 'runner killed (SIGKILL), no deadline: the command goes with
 
 test_expect_success 'runner stopped past the deadline: killed on the host, then code 124' '
 	m=$(mark 7) &&
-	pipeline st.yaml web "exec: { command: \"$m 300 & exec $m 300\", timeout: 2 }" &&
+	pipeline st.yaml web "$first" "exec: { command: \"$m 300 & exec $m 300\", timeout: 2 }" &&
 	{ "$REOPS_RUN" --json st.yaml >out 2>err & pid=$!; } &&
 	running "$m" 4 && kill -STOP $pid &&
 	{ gone "$m"; g=$?; kill -CONT $pid; } &&
@@ -161,7 +166,7 @@ test_expect_success 'runner stopped past the deadline: killed on the host, then 
 # runner at the lowest priority.
 test_expect_success 'a loaded runner still leaves nothing past the deadline' '
 	m=$(mark 8) &&
-	pipeline ld.yaml web "exec: { command: \"$m 300 & exec $m 300\", timeout: 2 }" &&
+	pipeline ld.yaml web "$first" "exec: { command: \"$m 300 & exec $m 300\", timeout: 2 }" &&
 	hogs= &&
 	for i in 1 2 3 4; do
 		timeout 60 sh -c "while :; do :; done" & hogs="$hogs $!"
@@ -182,7 +187,7 @@ test_expect_success 'a loaded runner still leaves nothing past the deadline' '
 if command -v sudo >/dev/null; then
 	test_expect_success 'under sudo too: the kill reaches the command' '
 		m=$(mark 9) &&
-		pipeline s.yaml web "exec: { command: \"$m 300 & exec $m 300\", sudo: true, timeout: 2 }" &&
+		pipeline s.yaml web "$first" "exec: { command: \"$m 300 & exec $m 300\", sudo: true, timeout: 2 }" &&
 		test_exit 1 reops_run --json s.yaml >out &&
 		json_get code out >got &&
 		printf "124\n124\n" >want &&
