@@ -32,12 +32,12 @@ const char inventory_default[] =
 
 static const char *const top_keys[] = { "groups", "types", "systems", NULL };
 static const char *const group_keys[] = { "transport", "auth", "host-keys",
-    "known-hosts", "timeout", "connect-timeout", "hosts", "description",
-    NULL };
+    "known-hosts", "timeout", "connect-timeout", "proxy-jump", "hosts",
+    "description", NULL };
 static const char *const auth_keys[] = { "user", "key", "port",
     "passphrase-env", "agent", NULL };
 static const char *const host_keys[] = { "name", "address", "port", "user",
-    NULL };
+    "proxy-jump", NULL };
 static const char *const type_keys[] = { "provision", "auth", "cloud-init",
     "description", NULL };
 static const char *const system_keys[] = { "type", "hypervisor", "machine",
@@ -77,6 +77,130 @@ valid_target_name(const char *s)
 		return 0;
 	}
 	return 1;
+}
+
+static int
+host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+}
+
+/*
+ * "[ssh://][user@]HOST[:PORT]", as ssh(1) -J takes it; HOST may be an
+ * IPv6 address in brackets. 1 for "none" (no bastion), 0 for one bastion
+ * (pj filled in, to be freed), -1 with the offset of the fault and why.
+ */
+int
+proxy_jump_parse(const char *s, struct proxy_jump *pj, size_t *bad,
+    const char **why)
+{
+	const char	*p = s, *at, *h, *he, *q;
+	long		 port = 0;
+
+	memset(pj, 0, sizeof *pj);
+	*bad = 0;
+	if (strcmp(s, "none") == 0)
+		return 1;
+	if ((q = strchr(s, ',')) != NULL) {
+		*bad = (size_t)(q - s);
+		*why = "only one jump host is supported";
+		return -1;
+	}
+	if (strncmp(p, "ssh://", 6) == 0)
+		p += 6;
+	if ((at = strrchr(p, '@')) != NULL) {
+		if (at == p) {
+			*bad = (size_t)(p - s);
+			*why = "the user before '@' is empty";
+			return -1;
+		}
+		for (q = p; q < at; q++)
+			if ((unsigned char)*q <= ' ' || *q == '/' ||
+			    *q == ':' || *q == '\\' || *q == 0x7f) {
+				*bad = (size_t)(q - s);
+				*why = "the user has a character not in names";
+				return -1;
+			}
+		h = at + 1;
+	} else
+		h = p;
+	if (*h == '[') {
+		for (he = h + 1; *he != '\0' && *he != ']'; he++)
+			if (!((*he >= '0' && *he <= '9') ||
+			    (*he >= 'a' && *he <= 'f') ||
+			    (*he >= 'A' && *he <= 'F') || *he == ':' ||
+			    *he == '.')) {
+				*bad = (size_t)(he - s);
+				*why = "expected an IPv6 address in brackets";
+				return -1;
+			}
+		if (*he != ']' || he == h + 1) {
+			*bad = (size_t)(he - s);
+			*why = "expected an IPv6 address in brackets";
+			return -1;
+		}
+		pj->host = xstrndup(h + 1, (size_t)(he - h - 1));
+		he++;
+	} else {
+		for (he = h; host_char(*he); he++)
+			;
+		if (he == h) {
+			*bad = (size_t)(h - s);
+			*why = "expected a host name or address";
+			return -1;
+		}
+		pj->host = xstrndup(h, (size_t)(he - h));
+	}
+	if (*he == ':') {
+		for (q = he + 1; *q >= '0' && *q <= '9' && port <= 65535; q++)
+			port = port * 10 + (*q - '0');
+		if (q == he + 1 || *q != '\0' || port < 1 || port > 65535) {
+			*bad = (size_t)(he + 1 - s);
+			*why = "the port must be a number from 1 to 65535";
+			proxy_jump_free(pj);
+			return -1;
+		}
+		pj->port = (int)port;
+	} else if (*he != '\0') {
+		*bad = (size_t)(he - s);
+		*why = "expected [user@]HOST[:PORT]";
+		proxy_jump_free(pj);
+		return -1;
+	}
+	if (at != NULL)
+		pj->user = xstrndup(p, (size_t)(at - p));
+	return 0;
+}
+
+void
+proxy_jump_free(struct proxy_jump *pj)
+{
+	free(pj->user);
+	free(pj->host);
+	memset(pj, 0, sizeof *pj);
+}
+
+/* The key's value, checked now so that a typo stops the run at load. */
+static int
+want_proxy_jump(const struct node *n, const char **out, struct err *e)
+{
+	struct proxy_jump	 pj;
+	const char		*why;
+	size_t			 bad;
+	int			 r;
+
+	if (node_is_null(n))
+		return node_err(e, n, "'proxy-jump' needs a value");
+	if (n->type != NODE_SCALAR)
+		return node_err(e, n, "'proxy-jump' must be [user@]HOST[:PORT] "
+		    "or none, not a %s", node_type_name(n));
+	if ((r = proxy_jump_parse(n->str, &pj, &bad, &why)) < 0)
+		return err_at(e, n->file, n->line, node_col_at(n, bad),
+		    "invalid 'proxy-jump' '%s': %s", n->str, why);
+	proxy_jump_free(&pj);
+	*out = n->str;
+	return 0;
 }
 
 static int
@@ -211,6 +335,9 @@ load_host(struct inventory *inv, struct doc *d, struct group *g,
 		if ((v = node_get(n, "user")) != NULL &&
 		    want_string(v, "'user'", &h->user, e) != 0)
 			return -1;
+		if ((v = node_get(n, "proxy-jump")) != NULL &&
+		    want_proxy_jump(v, &h->proxy_jump, e) != 0)
+			return -1;
 	} else if (n->type != NODE_SCALAR)
 		return node_err(e, n, "a host must be a name or a mapping, "
 		    "not a list");
@@ -304,6 +431,9 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 	if ((v = node_get(n, "connect-timeout")) != NULL &&
 	    want_int(v, "'connect-timeout'", 1, 3600, &g->connect_timeout,
 	    e) != 0)
+		return -1;
+	if ((v = node_get(n, "proxy-jump")) != NULL &&
+	    want_proxy_jump(v, &g->proxy_jump, e) != 0)
 		return -1;
 	if ((hosts = node_get(n, "hosts")) == NULL)
 		return node_err(e, k, "group '%s' needs 'hosts'", g->name);

@@ -38,6 +38,7 @@ struct group {
 	size_t		  nknown_hosts;
 	int		  timeout;	/* seconds for a whole operation; 0 unset */
 	int		  connect_timeout;
+	const char	 *proxy_jump;	/* "[user@]HOST[:PORT]", "none", NULL */
 	struct host	**hosts;
 	size_t		  nhosts;
 };
@@ -60,6 +61,14 @@ struct host {
 	struct group	 *group;
 	const struct node *where;
 	struct host_pin	 *pin;		/* a system of ours (provision) */
+	const char	 *proxy_jump;	/* wins over the group's; "none" */
+};
+
+/* A bastion, "[ssh://][user@]HOST[:PORT]", taken apart. */
+struct proxy_jump {
+	char		*user;		/* NULL: the group's */
+	char		*host;		/* an inventory host name or an address */
+	int		 port;		/* 0: unset */
 };
 
 struct type {
@@ -123,5 +132,8 @@ void	inventory_free(struct inventory *);
 const char *transport_name(enum transport);
 
 int	valid_target_name(const char *);
+int	proxy_jump_parse(const char *, struct proxy_jump *, size_t *,
+	    const char **);
+void	proxy_jump_free(struct proxy_jump *);
 
 #endif

@@ -4,6 +4,7 @@
  * stderr and pidfd, so no child ever blocks on a full pipe, and a deadline
  * kills the whole process group.
  */
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "secret.h"
 
 #define KILL_GRACE_MS	1000
 /*
@@ -52,35 +54,110 @@ pidfd_open_(pid_t pid)
 #endif
 }
 
-static void
-child(const char *command, int out, int err)
+/*
+ * Why exec failed, from a fixed table: after fork in a threaded program
+ * strerror may take locks another thread held.
+ */
+static const char *
+exec_error(int e)
 {
-	sigset_t	set;
-	int		null;
+	switch (e) {
+	case E2BIG: return "Argument list too long";
+	case EACCES: return "Permission denied";
+	case ENOENT: return "No such file or directory";
+	case ENOEXEC: return "Exec format error";
+	case ENOMEM: return "Cannot allocate memory";
+	case ETXTBSY: return "Text file busy";
+	case ELOOP: return "Too many levels of symbolic links";
+	case ENAMETOOLONG: return "File name too long";
+	case EMFILE: return "Too many open files";
+	case EAGAIN: return "Resource temporarily unavailable";
+	}
+	return "exec failed";
+}
+
+/* fd onto target, inheritable: dup2(fd, fd) would keep O_CLOEXEC. */
+static void
+onto(int fd, int target)
+{
+	if (fd == target)
+		fcntl(fd, F_SETFD, 0);
+	else
+		dup2(fd, target);
+}
+
+static void
+child(const char *command, int in, int out, int err)
+{
+	sigset_t	 set;
+	const char	*why;
+	int		 null;
 
 	setpgid(0, 0);
 	sigemptyset(&set);
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
-	if ((null = open("/dev/null", O_RDONLY)) != -1 && null != 0) {
-		dup2(null, 0);
-		close(null);
+	/* Out of 0-2 first, so that one dup2 cannot overwrite another. */
+	if (in != -1 && in <= 2)
+		in = fcntl(in, F_DUPFD_CLOEXEC, 3);
+	if (out <= 2)
+		out = fcntl(out, F_DUPFD_CLOEXEC, 3);
+	if (err <= 2)
+		err = fcntl(err, F_DUPFD_CLOEXEC, 3);
+	if (in != -1)
+		onto(in, 0);
+	else if ((null = open("/dev/null", O_RDONLY)) != -1) {
+		onto(null, 0);
+		if (null != 0)
+			close(null);
 	}
-	dup2(out, 1);
-	dup2(err, 2);
-	if (out > 2)
-		close(out);
-	if (err > 2)
-		close(err);
+	onto(out, 1);
+	onto(err, 2);
 	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+	why = exec_error(errno);
+	(void)!write(2, "reops-run: cannot run command: ", 31);
+	(void)!write(2, why, strlen(why));
+	(void)!write(2, "\n", 1);
 	_exit(127);
+}
+
+/*
+ * A job's input (secrets' values) as an anonymous file in memory: read
+ * from the start, never on disk, gone with the last descriptor.
+ */
+static int
+input_fd(const struct job *j)
+{
+	size_t	off = 0;
+	ssize_t	n;
+	int	fd;
+
+	if (j->input == NULL)
+		return -1;
+	if ((fd = memfd_create("reops-run-input", MFD_CLOEXEC)) == -1)
+		return -2;
+	while (off < j->input_len) {
+		n = write(fd, j->input + off, j->input_len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			return -2;
+		}
+		off += (size_t)n;
+	}
+	if (lseek(fd, 0, SEEK_SET) == -1) {
+		close(fd);
+		return -2;
+	}
+	return fd;
 }
 
 static int
 start(struct proc *p, struct job *j)
 {
-	int	out[2], err[2];
+	int	out[2], err[2], in;
 
 	memset(p, 0, sizeof *p);
 	p->job = j;
@@ -88,22 +165,26 @@ start(struct proc *p, struct job *j)
 	buf_reset(&j->row->out);
 	buf_reset(&j->row->err);
 	p->start = now_ms();
-	if (pipe2(out, O_CLOEXEC) == -1)
+	if ((in = input_fd(j)) == -2)
 		return -1;
+	if (pipe2(out, O_CLOEXEC) == -1)
+		goto fail;
 	if (pipe2(err, O_CLOEXEC) == -1) {
 		close(out[0]);
 		close(out[1]);
-		return -1;
+		goto fail;
 	}
 	if ((p->pid = fork()) == -1) {
 		close(out[0]);
 		close(out[1]);
 		close(err[0]);
 		close(err[1]);
-		return -1;
+		goto fail;
 	}
 	if (p->pid == 0)
-		child(j->command, out[1], err[1]);
+		child(j->command, in, out[1], err[1]);
+	if (in != -1)
+		close(in);
 	setpgid(p->pid, p->pid);
 	close(out[1]);
 	close(err[1]);
@@ -115,6 +196,10 @@ start(struct proc *p, struct job *j)
 	if (j->timeout > 0)
 		p->deadline = p->start + (long long)j->timeout * 1000;
 	return 0;
+fail:
+	if (in != -1)
+		close(in);
+	return -1;
 }
 
 static void
@@ -212,6 +297,8 @@ finish(struct proc *p)
 		r->code = -1;
 		r->status = ST_FAILED;
 	}
+	secret_mask_row(r);
+	run_row_done(p->job->run, r);
 }
 
 static void

@@ -2,6 +2,8 @@
  * print.c: the table for people (pretty: aligned and coloured on a
  * terminal, plain otherwise) and for programs (one JSON object per row).
  */
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "run.h"
@@ -81,6 +83,10 @@ print_json_row(FILE *f, const struct table *t, const struct row *r)
 
 	fputs("{\"target\":", f);
 	json_string(f, r->target, strlen(r->target));
+	if (t->pipeline != NULL) {
+		fputs(",\"pipeline\":", f);
+		json_string(f, t->pipeline, strlen(t->pipeline));
+	}
 	fprintf(f, ",\"kind\":\"%s\",\"group\":", kind_name(r->kind));
 	json_string(f, r->group, strlen(r->group));
 	fprintf(f, ",\"status\":\"%s\",\"code\":%d", status_name(r->status),
@@ -344,5 +350,63 @@ print_pretty(struct run *run, FILE *f, const struct table *t)
 		print_table(run, f, t);
 	else
 		print_plain(f, t, run->color);
+	print_done(run, f);
+}
+
+/*
+ * Without an output stage, failures still must not pass unseen: one line
+ * each, with the target and the first line of stderr made terminal-safe.
+ */
+void
+print_failures(FILE *f, const struct table *t)
+{
+	const struct row	*r;
+	const char		*nl;
+	size_t			 i;
+
+	for (i = 0; i < t->n; i++) {
+		r = t->rows[i];
+		if (r->status == ST_OK)
+			continue;
+		fputs("reops-run: ", f);
+		safe_text(f, r->target, strlen(r->target));
+		fprintf(f, ": %s (code %d)", status_name(r->status), r->code);
+		if (r->err.len > 0) {
+			nl = memchr(r->err.data, '\n', r->err.len);
+			fputs(": ", f);
+			safe_text(f, r->err.data, nl != NULL ?
+			    (size_t)(nl - r->err.data) : r->err.len);
+		}
+		fputc('\n', f);
+	}
 	fflush(f);
+}
+
+/*
+ * The point where a piece of output is complete: anything that went
+ * wrong writing it since the last check shows now. A reader that went
+ * away (EPIPE: "reops-run | head -1") stops the run quietly, as SIGPIPE
+ * would (exit 141), but with the commands in flight killed; any other
+ * error is one line on stderr, once per stream, and exit 4 at the end.
+ */
+int
+print_done(struct run *run, FILE *f)
+{
+	int	e, bit = f == stdout ? 1 : f == stderr ? 2 : 4;
+
+	if (fflush(f) == 0 && !ferror(f))
+		return 0;
+	e = errno != 0 ? errno : EIO;
+	clearerr(f);
+	if (e == EPIPE) {
+		run_interrupted = SIGPIPE;
+		run->output_error |= bit;
+		return -1;
+	}
+	if ((run->output_error & bit) == 0)
+		fprintf(stderr, "reops-run: %s: %s\n", f == stdout ?
+		    "standard output" : f == stderr ? "standard error" :
+		    "output", strerror(e));
+	run->output_error |= bit;
+	return -1;
 }

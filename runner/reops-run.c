@@ -6,21 +6,28 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "progress.h"
+#include "retry.h"
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 
 static const char usage_text[] =
 "usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
 "                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
-"                 [--set name=value] pipeline ...\n"
+"                 [--retry table] [--set name=value] [--set-file name=file]\n"
+"                 [--shard i/n] pipeline ...\n"
 "       reops-run --list-stages\n"
 "       reops-run --version\n";
 
@@ -29,7 +36,10 @@ enum {
 	OPT_COLOR,
 	OPT_JSON,
 	OPT_LIST_STAGES,
+	OPT_RETRY,
 	OPT_SET,
+	OPT_SET_FILE,
+	OPT_SHARD,
 	OPT_VERSION,
 	OPT_HELP
 };
@@ -44,7 +54,10 @@ static const struct option long_options[] = {
 	{ "limit", required_argument, NULL, 'l' },
 	{ "list-stages", no_argument, NULL, OPT_LIST_STAGES },
 	{ "quiet", no_argument, NULL, 'q' },
+	{ "retry", required_argument, NULL, OPT_RETRY },
 	{ "set", required_argument, NULL, OPT_SET },
+	{ "set-file", required_argument, NULL, OPT_SET_FILE },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "timeout", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -52,10 +65,83 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
+static pthread_t	main_thread;
+
+/*
+ * SIGINT, SIGTERM and SIGHUP all stop the run the same way; the first one
+ * names the exit status (128 + its number). A signal that lands on another
+ * thread is passed on to the main one, whose poll it must interrupt.
+ */
 static void
 on_interrupt(int sig)
 {
-	run_interrupted = 1;
+	int	saved = errno;
+
+	if (run_interrupted == 0)
+		run_interrupted = sig;
+	if (!pthread_equal(pthread_self(), main_thread))
+		pthread_kill(main_thread, sig);
+	errno = saved;
+}
+
+/*
+ * Started with 0, 1 or 2 closed, the next file opened would take its
+ * place: the table would go into it, and a child's dup2(fd, 1) would keep
+ * the pipe close-on-exec. /dev/null stands in, as OpenSSH does.
+ */
+static void
+sanitise_stdfd(void)
+{
+	int	fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* Without /dev/null there is nowhere to say so, either. */
+		if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) == -1)
+			_exit(EXIT_INTERNAL);
+	}
+}
+
+/* Standard output is a pipe whose reader has gone ("| head -1"). */
+static int
+stdout_gone(void)
+{
+	struct pollfd	pfd;
+	struct stat	sb;
+
+	if (fstat(STDOUT_FILENO, &sb) != 0 || !S_ISFIFO(sb.st_mode))
+		return 0;
+	pfd.fd = STDOUT_FILENO;
+	pfd.events = 0;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR) != 0;
+}
+
+/*
+ * The end of every path that may have written to stdout: what could not
+ * be written shows now, and decides the exit status with the rest (see
+ * EXIT STATUS in reops-run(1)).
+ */
+static int
+finish(struct run *run, int status)
+{
+	print_done(run, stdout);
+	if (fclose(stdout) != 0 && run->output_error == 0) {
+		if (errno == EPIPE)
+			run_interrupted = SIGPIPE;
+		else
+			fprintf(stderr, "reops-run: standard output: %s\n",
+			    strerror(errno));
+		run->output_error |= 1;
+	}
+	if (status == EXIT_USAGE)
+		return status;
+	if (run_interrupted)
+		return 128 + run_interrupted;
+	if (run->output_error)
+		return EXIT_INTERNAL;
+	return status;
 }
 
 static int __attribute__((format(printf, 1, 2)))
@@ -86,13 +172,80 @@ number(const char *s, int lo, int hi, int *out)
 	return 0;
 }
 
+/* I/N for --shard: 1 <= I <= N. */
+static int
+shard_parse(const char *s, unsigned *index, unsigned *count)
+{
+	const char	*slash;
+	char		*first;
+	int		 i, n, r;
+
+	if ((slash = strchr(s, '/')) == NULL)
+		return -1;
+	first = xstrndup(s, (size_t)(slash - s));
+	r = number(first, 1, 1000000, &i);
+	free(first);
+	if (r != 0 || number(slash + 1, 1, 1000000, &n) != 0 || i > n)
+		return -1;
+	*index = (unsigned)i;
+	*count = (unsigned)n;
+	return 0;
+}
+
+/* The name JSON rows carry: "pipeline:", else the file's base name. */
+static char *
+pipeline_label(const struct pipeline *p)
+{
+	const char	*base, *dot;
+
+	if (p->name != NULL)
+		return xstrdup(p->name);
+	base = strrchr(p->file, '/') != NULL ? strrchr(p->file, '/') + 1 :
+	    p->file;
+	if ((dot = strrchr(base, '.')) != NULL && dot != base &&
+	    (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0))
+		return xstrndup(base, (size_t)(dot - base));
+	return xstrdup(base);
+}
+
+/* An error may quote what a file or a host said: secrets are masked. */
 static void
 print_error(const struct err *e)
 {
-	if (e->located)
-		fprintf(stderr, "%s\n", e->msg);
-	else
-		fprintf(stderr, "reops-run: %s\n", e->msg);
+	struct buf	b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s%s\n", e->located ? "" : "reops-run: ", e->msg);
+	secret_mask_buf(&b);
+	fputs(b.data, stderr);
+	buf_free(&b);
+}
+
+/* --set NAME=VALUE and --set-file NAME=FILE; the values are ours to free. */
+static int
+add_override(struct overrides *ov, const char *opt, const char *arg)
+{
+	struct err	 e;
+	const char	*eq;
+	char		*value;
+
+	if ((eq = strchr(arg, '=')) == NULL || eq == arg)
+		return usage_error("%s takes name=%s, not '%s'", opt,
+		    strcmp(opt, "--set") == 0 ? "value" : "file", arg);
+	if (strcmp(opt, "--set") == 0)
+		value = xstrdup(eq + 1);
+	else if (secret_read_file(eq + 1, &value, &e) != 0) {
+		fprintf(stderr, "reops-run: --set-file %.*s: %s\n",
+		    (int)(eq - arg), arg, e.msg);
+		return EXIT_USAGE;
+	}
+	ov->keys = xreallocarray(ov->keys, ov->n + 1, sizeof *ov->keys);
+	ov->values = xreallocarray(ov->values, ov->n + 1,
+	    sizeof *ov->values);
+	ov->keys[ov->n] = xstrndup(arg, (size_t)(eq - arg));
+	ov->values[ov->n] = value;
+	ov->n++;
+	return 0;
 }
 
 static void
@@ -139,8 +292,8 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
 }
 
 /* What --check prints: the targets, then the stages that would run. */
-void
-print_plan(FILE *f, const struct pipeline *p, const struct target *t,
+static void
+plan_write(FILE *f, const struct pipeline *p, const struct target *t,
     size_t n, int systems)
 {
 	size_t	i;
@@ -162,6 +315,34 @@ print_plan(FILE *f, const struct pipeline *p, const struct target *t,
 	}
 	fprintf(f, "stages:\n");
 	plan_stages(f, p, "");
+}
+
+/* The plan is written whole, with any secret in it masked. */
+void
+print_plan(FILE *f, const struct pipeline *p, const struct target *t,
+    size_t n, int systems)
+{
+	struct buf	 b;
+	FILE		*mem;
+	char		*data = NULL;
+	size_t		 len = 0;
+
+	/* Never unmasked: without memory for it, no plan (as xmalloc). */
+	if ((mem = open_memstream(&data, &len)) == NULL) {
+		fputs("reops-run: out of memory\n", stderr);
+		exit(EXIT_INTERNAL);
+	}
+	plan_write(mem, p, t, n, systems);
+	if (fclose(mem) != 0) {
+		fputs("reops-run: out of memory\n", stderr);
+		exit(EXIT_INTERNAL);
+	}
+	buf_init(&b);
+	buf_add(&b, data, len);
+	free(data);
+	secret_mask_buf(&b);
+	fwrite(b.data, 1, b.len, f);
+	buf_free(&b);
 }
 
 static struct table *
@@ -201,28 +382,6 @@ has_output_stage(const struct pipeline *p)
 	return 0;
 }
 
-/* Without an output stage, failures still must not pass unseen. */
-static void
-report_failures(const struct table *t)
-{
-	const struct row	*r;
-	const char		*nl;
-	size_t			 i;
-
-	for (i = 0; i < t->n; i++) {
-		r = t->rows[i];
-		if (r->status == ST_OK)
-			continue;
-		nl = r->err.len > 0 ? memchr(r->err.data, '\n', r->err.len) :
-		    NULL;
-		fprintf(stderr, "reops-run: %s: %s (code %d)%s%.*s\n",
-		    r->target, status_name(r->status), r->code,
-		    r->err.len > 0 ? ": " : "",
-		    (int)(nl != NULL ? (size_t)(nl - r->err.data) : r->err.len),
-		    r->err.len > 0 ? r->err.data : "");
-	}
-}
-
 static int
 confirm(const struct pipeline *p, size_t n, const struct options *opt)
 {
@@ -255,16 +414,22 @@ main(int argc, char **argv)
 	struct target		**targets = NULL;
 	size_t			*ntargets = NULL;
 	struct selector		 limit;
+	struct retry		*retry = NULL;
+	char			**labels = NULL;
+	unsigned char		*skip = NULL;
+	const char		*retry_file = NULL;
+	unsigned		 shard_i = 0, shard_n = 0;
+	size_t			 nskip = 0;
 	struct run		 run;
 	struct table		*t;
 	struct err		 e;
 	struct sigaction	 sa;
 	struct stat		 sb;
 	const char		*nc;
-	char			*eq;
 	int			 ch, npl = 0, i, status = EXIT_OK, have_limit = 0;
 	size_t			 k;
 
+	sanitise_stdfd();
 	memset(&opt, 0, sizeof opt);
 	memset(&ov, 0, sizeof ov);
 	memset(&run, 0, sizeof run);
@@ -323,27 +488,29 @@ main(int argc, char **argv)
 			break;
 		case OPT_LIST_STAGES:
 			list_stages();
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
+		case OPT_RETRY:
+			retry_file = optarg;
+			break;
+		case OPT_SHARD:
+			if (shard_parse(optarg, &shard_i, &shard_n) != 0)
+				return usage_error("--shard takes I/N with 1 <= "
+				    "I <= N <= 1000000, not '%s'", optarg);
+			break;
 		case OPT_SET:
-			if ((eq = strchr(optarg, '=')) == NULL ||
-			    eq == optarg)
-				return usage_error("--set takes name=value, not "
-				    "'%s'", optarg);
-			ov.keys = xreallocarray(ov.keys, ov.n + 1,
-			    sizeof *ov.keys);
-			ov.values = xreallocarray(ov.values, ov.n + 1,
-			    sizeof *ov.values);
-			ov.keys[ov.n] = xstrndup(optarg,
-			    (size_t)(eq - optarg));
-			ov.values[ov.n] = eq + 1;
-			ov.n++;
+		case OPT_SET_FILE:
+			if (add_override(&ov, ch == OPT_SET ? "--set" :
+			    "--set-file", optarg) != 0) {
+				status = EXIT_USAGE;
+				goto out;
+			}
 			break;
 		case OPT_VERSION:
 			printf("reops-run %s\n", PACKAGE_VERSION);
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
 		case OPT_HELP:
 			fputs(usage_text, stdout);
-			return EXIT_OK;
+			return finish(&run, EXIT_OK);
 		default:
 			fputs(usage_text, stderr);
 			return EXIT_USAGE;
@@ -351,12 +518,17 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0)
-		return usage_error("%s", "no pipeline given");
-	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0)
-		return usage_error("unable to read ssh config '%s': %s",
+	if (argc == 0) {
+		status = usage_error("%s", "no pipeline given");
+		goto out;
+	}
+	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0) {
+		status = usage_error("unable to read ssh config '%s': %s",
 		    opt.ssh_config, strerror(errno));
+		goto out;
+	}
 	ov.used = xcalloc(ov.n + 1, 1);
+	ov.check = opt.check;
 
 	/* Load and check everything first: nothing runs on bad input. */
 	if (opt.inventory != NULL)
@@ -405,6 +577,48 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* --shard and --retry narrow what the selectors chose. */
+	labels = xcalloc((size_t)npl, sizeof *labels);
+	skip = xcalloc((size_t)npl, 1);
+	for (i = 0; i < npl; i++)
+		labels[i] = pipeline_label(pl[i]);
+	if (retry_file != NULL && (retry_load(retry_file, &retry, &e) != 0 ||
+	    retry_check(retry, (const char *const *)labels, (size_t)npl,
+	    &e) != 0)) {
+		print_error(&e);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	for (i = 0; i < npl; i++) {
+		if (shard_n > 0) {
+			selector_shard(targets[i], &ntargets[i], shard_i,
+			    shard_n);
+			if (ntargets[i] == 0) {
+				if (log_level >= 0)
+					fprintf(stderr, "reops-run: shard %u/%u "
+					    "holds none of the targets of '%s'\n",
+					    shard_i, shard_n, labels[i]);
+				skip[i] = 1;
+				nskip++;
+				continue;
+			}
+		}
+		if (retry != NULL) {
+			retry_filter(retry, labels[i], targets[i],
+			    &ntargets[i]);
+			if (ntargets[i] == 0) {
+				if (log_level >= 0)
+					fprintf(stderr, "reops-run: nothing to "
+					    "retry: no target of '%s' failed, "
+					    "was unreachable or skipped in "
+					    "'%s'\n", labels[i], retry_file);
+				skip[i] = 1;
+				nskip++;
+			}
+		}
+	}
+	if (nskip == (size_t)npl && !opt.check)
+		goto out;
 	for (i = 0; i < npl; i++) {
 		if (provision_preload(&run, pl[i], targets[i], ntargets[i],
 		    &e) != 0) {
@@ -420,7 +634,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < npl; i++) {
-		if (confirm(pl[i], ntargets[i], &opt) != 0) {
+		if (!skip[i] && confirm(pl[i], ntargets[i], &opt) != 0) {
 			status = EXIT_USAGE;
 			goto out;
 		}
@@ -434,33 +648,50 @@ main(int argc, char **argv)
 	run.color = opt.color == COLOR_ALWAYS || (opt.color == COLOR_AUTO &&
 	    run.tty && (nc == NULL || *nc == '\0'));
 	memset(&sa, 0, sizeof sa);
+	main_thread = pthread_self();
 	sa.sa_handler = on_interrupt;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	nc = getenv("TERM");
+	run.progress = progress_new(isatty(STDERR_FILENO) && log_level >= 0 &&
+	    (nc == NULL || strcmp(nc, "dumb") != 0), log_level >= 1);
 
 	for (i = 0; i < npl && !run_interrupted; i++) {
+		if (skip[i])
+			continue;
+		if (stdout_gone()) {
+			run_interrupted = SIGPIPE;
+			break;
+		}
 		t = initial_table(targets[i], ntargets[i]);
+		t->pipeline = labels[i];
 		if (run_pipeline(&run, pl[i], t) != 0)
 			status = EXIT_INTERNAL;
-		if (run_interrupted) {
+		if (run_interrupted == SIGPIPE) {
+			/* Whoever reads our output went away: so do we. */
+		} else if (run_interrupted) {
 			/* The rows so far, for the person who pressed ^C. */
 			print_pretty(&run, run.out, t);
 		} else if (!opt.json && !has_output_stage(pl[i]) &&
-		    log_level >= 0)
-			report_failures(t);
-		if (opt.json)
+		    log_level >= 0) {
+			print_failures(stderr, t);
+			print_done(&run, stderr);
+		}
+		if (opt.json && run_interrupted != SIGPIPE) {
 			for (k = 0; k < t->n; k++)
 				print_json_row(stdout, t, t->rows[k]);
-		fflush(stdout);
+			print_done(&run, stdout);
+		}
 		table_free(t);
 	}
-	if (run_interrupted)
-		status = EXIT_INTERRUPT;
-	else if (status == EXIT_OK && run.saw_failed)
+	if (status == EXIT_OK && run.saw_failed)
 		status = EXIT_FAILED;
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;
 out:
+	progress_free(run.progress);
 	provision_free(&run);
 	virt_close(&run);
 	ssh_cleanup(&run);
@@ -468,18 +699,25 @@ out:
 		pipeline_free(pl[i]);
 		free(targets[i]);
 	}
+	for (i = 0; labels != NULL && i < npl; i++)
+		free(labels[i]);
+	free(labels);
+	free(skip);
+	retry_free(retry);
 	free(pl);
 	free(targets);
 	free(ntargets);
 	if (have_limit)
 		selector_free(&limit);
 	inventory_free(inv);
-	for (k = 0; k < ov.n; k++)
+	for (k = 0; k < ov.n; k++) {
 		free(ov.keys[k]);
+		explicit_bzero(ov.values[k], strlen(ov.values[k]));
+		free(ov.values[k]);
+	}
+	secret_clear();
 	free(ov.keys);
 	free(ov.values);
 	free(ov.used);
-	if (fflush(stdout) != 0 && status == EXIT_OK)
-		status = EXIT_INTERNAL;
-	return status;
+	return finish(&run, status);
 }

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 
 volatile sig_atomic_t run_interrupted;
@@ -161,7 +163,9 @@ run_pipeline(struct run *run, struct pipeline *p, struct table *t)
 		    st->entry->host;
 		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
 		    st->where->line, st->where->col, st->entry->name, t->n);
+		progress_stage_begin(run->progress, st->entry->name);
 		r = fn(run, st, t);
+		progress_stage_end(run->progress);
 		run_note(run, t);
 		if (r != 0)
 			return -1;
@@ -180,6 +184,14 @@ row_timeout(const struct run *run, const struct row *r, int stage_timeout)
 	return run->opt->timeout;
 }
 
+/* A transport calls this as each row finishes, from any thread. */
+void
+run_row_done(struct run *run, const struct row *r)
+{
+	if (run != NULL)
+		progress_row(run->progress, r);
+}
+
 static void
 unavailable(struct job *j, const char *transport)
 {
@@ -192,6 +204,7 @@ unavailable(struct job *j, const char *transport)
 	r->status = ST_UNREACHABLE;
 	r->code = -1;
 	r->duration_ms = 0;
+	run_row_done(j->run, r);
 }
 
 struct ssh_batch {
@@ -231,7 +244,9 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 
 	local = xcalloc(n, sizeof *local);
 	ssh = xcalloc(n, sizeof *ssh);
+	progress_add(run->progress, n);
 	for (i = 0; i < n; i++) {
+		jobs[i].run = run;
 		switch (jobs[i].row->host->group->transport) {
 		case TR_LOCAL:
 			local[nlocal++] = &jobs[i];
@@ -277,12 +292,13 @@ run_commands(struct run *run, struct stage *st, struct table *t,
     void (*after)(struct table *, struct row *))
 {
 	struct job	*jobs;
-	struct buf	 cmd;
+	struct buf	 cmd, *in;
 	size_t		 i, n = 0;
 	int		 r, timeout;
 
 	timeout = (int)stage_int(st, "timeout", 0);
 	jobs = xcalloc(t->n, sizeof *jobs);
+	in = xcalloc(t->n, sizeof *in);
 	for (i = 0; i < t->n; i++) {
 		if (t->rows[i]->status != ST_OK)
 			continue;
@@ -291,6 +307,12 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		jobs[n].row = t->rows[i];
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
+		/* Secrets go on stdin, never in the command line. */
+		buf_init(&in[n]);
+		if (secret_input(st->owner, jobs[n].command, &in[n])) {
+			jobs[n].input = in[n].data;
+			jobs[n].input_len = in[n].len;
+		}
 		n++;
 	}
 	r = n > 0 ? run_jobs(run, jobs, n) : 0;
@@ -298,7 +320,11 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		if (after != NULL)
 			after(t, jobs[i].row);
 		free(jobs[i].command);
+		if (in[i].data != NULL)
+			explicit_bzero(in[i].data, in[i].len);
+		buf_free(&in[i]);
 	}
+	free(in);
 	free(jobs);
 	return r;
 }

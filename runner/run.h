@@ -23,6 +23,7 @@ enum color_mode {
 struct virt;
 struct ssh_cache;
 struct provision_set;
+struct progress;
 
 struct options {
 	const char	*inventory;	/* -i DIR, or NULL for the default */
@@ -44,9 +45,11 @@ struct run {
 	int			 tty;	/* out is a terminal */
 	int			 saw_failed;
 	int			 saw_unreachable;
+	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
 	struct provision_set	*provision; /* types' provision pipelines */
+	struct progress		*progress; /* live line, -v row lines */
 };
 
 /* One remote operation on one row's target, filled in by a transport. */
@@ -54,14 +57,16 @@ struct job {
 	struct row	*row;
 	char		*command;	/* for /bin/sh -c on the target */
 	int		 timeout;	/* seconds; 0: none */
-	const char	*input;		/* stdin of the command (ssh) */
+	const char	*input;		/* stdin of the command, or NULL */
 	size_t		 input_len;
+	struct run	*run;		/* set by run_jobs, for run_row_done */
 };
 
 extern volatile sig_atomic_t run_interrupted;
 
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
+void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,
 	    void (*)(struct buf *, struct stage *, const struct row *),
 	    void (*)(struct table *, struct row *));
@@ -87,6 +92,8 @@ void	provision_free(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);
 void	print_json_row(FILE *, const struct table *, const struct row *);
+void	print_failures(FILE *, const struct table *);
+int	print_done(struct run *, FILE *);
 void	print_plan(FILE *, const struct pipeline *, const struct target *,
 	    size_t, int);
 

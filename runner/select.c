@@ -2,6 +2,7 @@
  * select.c: resolving selectors. A name is a group (for systems: a type)
  * or a host (a system); "all" is everything; "~re" matches target names.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +16,123 @@ add_item(struct selector *s, const struct node *where, const char *text,
 
 	s->items = xreallocarray(s->items, s->n + 1, sizeof *s->items);
 	it = &s->items[s->n++];
+	memset(it, 0, sizeof *it);
 	it->where = where;
 	it->text = text;
-	it->re = NULL;
 	if (text[0] != '~')
 		return 0;
 	if (where != NULL)
 		return rx_compile(where, text + 1, 1, &it->re, e);
 	return rx_compile_arg("--limit", text + 1, &it->re, e);
+}
+
+/* A bounded read: a limit file is a list of names, not a data set. */
+#define LIMIT_FILE_MAX	(16 * 1024 * 1024)
+
+static char *
+read_limit_file(const char *path, struct err *e)
+{
+	struct buf	 b;
+	char		 chunk[8192];
+	size_t		 n;
+	FILE		*f;
+	int		 bad;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		err_set(e, "--limit: unable to read '%s': %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		buf_add(&b, chunk, n);
+		if (b.len > LIMIT_FILE_MAX) {
+			fclose(f);
+			buf_free(&b);
+			err_set(e, "--limit: '%s' is larger than %d MiB; a "
+			    "limit file lists names", path,
+			    LIMIT_FILE_MAX / (1024 * 1024));
+			return NULL;
+		}
+	}
+	bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		buf_free(&b);
+		err_set(e, "--limit: unable to read '%s': %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (memchr(b.data, '\0', b.len) != NULL) {
+		buf_free(&b);
+		err_set(e, "--limit: '%s' holds a NUL byte; a limit file "
+		    "lists names, one a line", path);
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
+/*
+ * @FILE: one item a line (a name, a group, "~regex", or "!" and one of
+ * them), blank lines and "#" comments (a line's or its rest) ignored. Items keep their line and
+ * column for errors.
+ */
+static int
+add_limit_file(struct selector *s, const char *path, int negate,
+    struct err *e)
+{
+	char	*data, *p, *line, *end, why[sizeof e->msg];
+	size_t	 had = s->n;
+	int	 lineno = 0, col, neg;
+
+	if ((data = read_limit_file(path, e)) == NULL)
+		return -1;
+	s->files = xreallocarray(s->files, s->nfiles + 2, sizeof *s->files);
+	s->files[s->nfiles++] = xstrdup(path);
+	s->files[s->nfiles++] = data;
+	path = s->files[s->nfiles - 2];
+	for (p = data; (line = strsep(&p, "\n")) != NULL;) {
+		lineno++;
+		for (col = 1; *line == ' ' || *line == '\t'; line++)
+			col++;
+		/* "#" after a blank starts a comment: names have no blanks. */
+		for (end = line; *end != '\0'; end++)
+			if (*end == '#' && end > line && (end[-1] == ' ' ||
+			    end[-1] == '\t'))
+				break;
+		*end = '\0';
+		while (end > line && (end[-1] == ' ' || end[-1] == '\t' ||
+		    end[-1] == '\r'))
+			*--end = '\0';
+		if (*line == '\0' || *line == '#')
+			continue;
+		neg = 0;
+		if (*line == '!') {
+			if (negate)
+				return err_at(e, path, lineno, col, "'%s': "
+				    "'!' in a file given as '!@%s'", line,
+				    path);
+			neg = 1;
+			line++;
+			col++;
+		}
+		if (*line == '\0' || *line == '@')
+			return err_at(e, path, lineno, col, "'%s' is not a "
+			    "name, group or ~regex", line);
+		if (add_item(s, NULL, line, e) != 0) {
+			s->n--;
+			snprintf(why, sizeof why, "%s", e->msg +
+			    strlen("--limit: "));
+			return err_at(e, path, lineno, col, "%s", why);
+		}
+		s->items[s->n - 1].negate = negate || neg;
+		s->items[s->n - 1].file = path;
+		s->items[s->n - 1].line = lineno;
+		s->items[s->n - 1].col = col;
+	}
+	if (s->n == had && !negate)
+		return err_set(e, "--limit: '%s' lists no names", path);
+	return 0;
 }
 
 int
@@ -57,19 +167,38 @@ selector_parse(const struct node *n, int systems, struct selector *s,
 	return 0;
 }
 
-/* --limit takes names and ~regexes separated by commas, like Ansible's. */
+/*
+ * --limit takes names and ~regexes separated by commas, like Ansible's;
+ * "@FILE" reads items from a file, "!ITEM" removes what ITEM selects.
+ */
 int
 selector_parse_limit(const char *text, struct selector *s, struct err *e)
 {
 	char	*p, *word;
+	int	 negate;
 
 	memset(s, 0, sizeof *s);
 	s->limit = xstrdup(text);
 	for (p = s->limit; (word = strsep(&p, ",")) != NULL;) {
-		if (*word == '\0')
+		if ((negate = *word == '!'))
+			word++;
+		if (*word == '\0') {
+			if (negate)
+				return err_set(e, "--limit: '!' must be "
+				    "followed by a name, group or ~regex");
 			continue;
+		}
+		if (*word == '@') {
+			if (word[1] == '\0')
+				return err_set(e, "--limit: '@' must be "
+				    "followed by a file name");
+			if (add_limit_file(s, word + 1, negate, e) != 0)
+				return -1;
+			continue;
+		}
 		if (add_item(s, NULL, word, e) != 0)
 			return -1;
+		s->items[s->n - 1].negate = negate;
 	}
 	if (s->n == 0)
 		return err_set(e, "--limit: empty pattern");
@@ -85,6 +214,9 @@ selector_free(struct selector *s)
 		pcre2_code_free(s->items[i].re);
 	free(s->items);
 	free(s->limit);
+	for (i = 0; i < s->nfiles; i++)
+		free(s->files[i]);
+	free(s->files);
 	memset(s, 0, sizeof *s);
 }
 
@@ -164,6 +296,8 @@ item_error(const struct sel_item *it, int systems, enum item_problem what,
 	}
 	if (it->where != NULL)
 		return node_err(e, it->where, "%s", msg);
+	if (it->file != NULL)
+		return err_at(e, it->file, it->line, it->col, "%s", msg);
 	return err_set(e, "--limit: %s", msg);
 }
 
@@ -234,11 +368,30 @@ selector_resolve(const struct selector *s, const struct selector *limit,
 	sel = xcalloc(u.n + 1, 1);
 	*out = xcalloc(u.n + 1, sizeof **out);
 	if (limit != NULL) {
+		/* What the items add, less what the "!" items remove. */
 		lim = xcalloc(u.n + 1, 1);
-		for (j = 0; j < limit->n; j++)
+		for (j = 0; j < limit->n && limit->items[j].negate; j++)
+			;
+		if (j == limit->n)
+			memset(lim, 1, u.n);
+		for (j = 0; j < limit->n; j++) {
+			if (limit->items[j].negate)
+				continue;
 			if (match_item(&limit->items[j], &u, s->systems, lim,
 			    &count, e) != 0)
 				goto out;
+		}
+		for (j = 0; j < limit->n; j++) {
+			if (!limit->items[j].negate)
+				continue;
+			memset(hit, 0, u.n);
+			if (match_item(&limit->items[j], &u, s->systems, hit,
+			    &count, e) != 0)
+				goto out;
+			for (i = 0; i < u.n; i++)
+				if (hit[i])
+					lim[i] = 0;
+		}
 	}
 	/* Selection order: items in order, each in inventory order. */
 	for (j = 0; j < s->n; j++) {
@@ -276,4 +429,35 @@ out:
 	free(lim);
 	universe_free(&u);
 	return r;
+}
+
+/* FNV-1a, 64 bits: stable across versions and machines, so shards are. */
+uint64_t
+selector_hash(const char *s)
+{
+	uint64_t	h = 0xcbf29ce484222325ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static const char *
+target_name(const struct target *t)
+{
+	return t->host != NULL ? t->host->name : t->system->name;
+}
+
+/* --shard I/N keeps the targets whose name hashes to I - 1 modulo N. */
+void
+selector_shard(struct target *t, size_t *n, unsigned index, unsigned count)
+{
+	size_t	i, k = 0;
+
+	for (i = 0; i < *n; i++)
+		if (selector_hash(target_name(&t[i])) % count == index - 1)
+			t[k++] = t[i];
+	*n = k;
 }

@@ -6,6 +6,7 @@
 #define REOPS_SSH_INT_H
 
 #include <netdb.h>
+#include <poll.h>
 
 #include <libssh2.h>
 
@@ -16,6 +17,8 @@ struct known_hosts;
 
 enum conn_state {
 	C_NEW,
+	C_JUMP,		/* the bastion's session being made ready */
+	C_TUNNEL,	/* a direct-tcpip channel on it being opened */
 	C_RESOLVE,	/* getaddrinfo_a(3) in progress */
 	C_TCP,		/* connect(2) in progress */
 	C_HANDSHAKE,
@@ -44,6 +47,37 @@ enum kill_state {
 };
 
 struct slot;
+struct conn;
+
+/*
+ * A target reached through a bastion: a direct-tcpip channel on the
+ * bastion's session stands in for the target's TCP socket. The target's
+ * libssh2 session reads and writes the two buffers (its send and recv
+ * callbacks); the bastion's pump (jump_service) moves them to and from the
+ * channel, in the one poll loop, so no descriptor is spent on it.
+ */
+enum tunnel_state {
+	T_WAIT,		/* to be opened, one at a time per bastion */
+	T_OPEN,
+	T_FAILED,	/* error says why */
+	T_CLOSE		/* the target let go: flush, close, free */
+};
+
+struct tunnel {
+	struct conn		*c;		/* the target; NULL once let go */
+	struct conn		*b;		/* the bastion */
+	char			*addr;		/* the target, from the bastion */
+	int			 port;
+	LIBSSH2_CHANNEL		*ch;
+	enum tunnel_state	 state;
+	struct buf		 in;		/* from the target, not yet read */
+	size_t			 in_off;
+	struct buf		 out;		/* to the target, not yet written */
+	size_t			 out_off;
+	int			 eof;		/* the target's side is closed */
+	char			*error;
+	struct tunnel		*next;
+};
 
 struct conn {
 	const struct host	*host;
@@ -70,6 +104,19 @@ struct conn {
 	size_t			 key_i;
 	struct buf		 tried;		/* for the refusal's reason */
 	struct slot		*busy;
+	/* A target behind a bastion: */
+	struct conn		*jump;
+	char			*jump_name;	/* as proxy-jump or ProxyJump say */
+	struct tunnel		*tun;
+	/* A bastion: */
+	int			 is_jump;
+	struct host		 jhost;		/* what it is, when not in hosts.d */
+	char			*jstr[3];	/* jhost's name, user; cache key */
+	struct tunnel		*tunnels;
+	struct tunnel		*opening;	/* libssh2 opens one at a time */
+	struct tunnel		*pending;	/* to call again before all else */
+	int			 pending_op;
+	int			 pump_again;
 	int			 fds;		/* taken from the run's budget */
 	int			 ours;		/* C_DEAD for want of our fds */
 };
@@ -110,6 +157,9 @@ struct ssh_cache {
 	size_t			 nkeys;
 	struct ssh_config	*cfg;
 	char			*cfg_error;
+	const struct inventory	*inv;
+	struct conn		**jumps;	/* the bastions, for the loop */
+	size_t			 njumps;
 };
 
 struct ssh_cache *cache_get(struct run *);
@@ -121,5 +171,13 @@ int	conn_dead(struct conn *, const char *, ...)
 int	resolve_free(struct conn *, int);
 const char *last_error(LIBSSH2_SESSION *);
 int	wait_dirs(struct slot *, LIBSSH2_SESSION *);
+void	conn_timeout(struct conn *, int);
+void	conn_free(struct conn *);
+const char *conn_error(struct conn *);
+int	conn_pollfd(const struct conn *);
+int	conn_resolving(const struct conn *);
+int	conn_tunnel_ready(const struct conn *, int);
+int	jump_pollfds(struct ssh_cache *, struct pollfd *);
+void	jump_service(struct ssh_cache *, const struct pollfd *);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "knownhosts.h"
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 #include "ssh-int.h"
 
@@ -98,6 +99,8 @@ finish_slot(struct slot *sl)
 	/* A command being killed was timed when it was given up. */
 	if (sl->why[0] == '\0')
 		sl->job->row->duration_ms = now_ms() - sl->start;
+	secret_mask_row(sl->job->row);
+	run_row_done(sl->job->run, sl->job->row);
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;
@@ -529,7 +532,7 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	/* The session broke under a running command: it is of no more use. */
 	buf_printf(&row->err, "reops-run: connection to %s port %d failed "
 	    "while running the command: %s\n", c->addr, c->port,
-	    last_error(c->s));
+	    conn_error(c));
 	row->status = ST_UNREACHABLE;
 	row->code = UNREACHABLE_CODE;
 	sl->ch = NULL;
@@ -563,7 +566,6 @@ slot_timeout(struct slot *sl)
 {
 	struct conn	*c = sl->c;
 	struct row	*r = sl->job->row;
-	const char	*what;
 	int		 secs;
 
 	if (sl->killing) {
@@ -573,12 +575,7 @@ slot_timeout(struct slot *sl)
 	if (c->state != C_READY) {
 		secs = sl->deadline != 0 && sl->deadline < sl->connect_deadline ?
 		    sl->job->timeout : c->connect_timeout;
-		what = c->state == C_NEW || c->state == C_RESOLVE ?
-		    "resolving" : c->state == C_TCP ? "connecting to" :
-		    c->state == C_HANDSHAKE ? "in the SSH handshake with" :
-		    "authenticating to";
-		conn_dead(c, "timed out after %ds %s %s port %d", secs, what,
-		    c->addr, c->port);
+		conn_timeout(c, secs);
 		row_unreachable(sl, c->reason);
 		return;
 	}
@@ -629,7 +626,8 @@ conn_admit(struct ssh_cache *sc, struct conn *c)
 	while (fd_reserve(CONN_FDS) != 0) {
 		for (i = 0, idle = NULL; i < sc->nall && idle == NULL; i++)
 			if (sc->all[i]->state == C_READY &&
-			    sc->all[i]->busy == NULL && sc->all[i]->fds > 0)
+			    sc->all[i]->busy == NULL && sc->all[i]->fds > 0 &&
+			    !sc->all[i]->is_jump)
 				idle = sc->all[i];
 		if (idle == NULL)
 			return fd_fits_ever(CONN_FDS) ? 1 : -1;
@@ -662,7 +660,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	struct conn		*c;
 	unsigned char		*started;
 	size_t			*at;
-	size_t			 first = 0, active = 0, i, k, np;
+	size_t			 first = 0, active = 0, i, k, np, npfd, jb;
 	long long		 now, d;
 	int			 forks, wait_ms, held, r = 0;
 	char			*why;
@@ -671,7 +669,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
-	pfd = xcalloc((size_t)forks, sizeof *pfd);
+	npfd = (size_t)forks;
+	pfd = xcalloc(npfd, sizeof *pfd);
 	at = xcalloc((size_t)forks, sizeof *at);
 	started = xcalloc(n, 1);
 	for (;;) {
@@ -746,9 +745,10 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		for (i = 0, np = 0; i < (size_t)forks; i++) {
 			if (slots[i].job == NULL)
 				continue;
-			if (slots[i].kick)
+			if (slots[i].kick || conn_tunnel_ready(slots[i].c,
+			    slots[i].events))
 				wait_ms = 0;
-			else if (slots[i].c->state == C_RESOLVE &&
+			else if (conn_resolving(slots[i].c) &&
 			    (wait_ms < 0 || wait_ms > RESOLVE_POLL_MS))
 				wait_ms = RESOLVE_POLL_MS;
 			if ((d = slot_deadline(&slots[i])) != 0) {
@@ -757,19 +757,29 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 					wait_ms = (int)d;
 			}
 			at[i] = np;
-			pfd[np].fd = slots[i].c->fd;
+			pfd[np].fd = conn_pollfd(slots[i].c);
 			pfd[np].events = (short)slots[i].events;
 			pfd[np].revents = 0;
 			np++;
 		}
+		/* The bastions' sockets follow the slots'. */
+		if (npfd < (size_t)forks + sc->njumps) {
+			npfd = (size_t)forks + sc->njumps;
+			pfd = xreallocarray(pfd, npfd, sizeof *pfd);
+		}
+		jb = np;
+		if (jump_pollfds(sc, pfd + jb))
+			wait_ms = 0;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (poll(pfd, (nfds_t)np, wait_ms) == -1 && errno != EINTR) {
+		if (poll(pfd, (nfds_t)(np + sc->njumps), wait_ms) == -1 &&
+		    errno != EINTR) {
 			log_warn("ssh: poll: %s", strerror(errno));
 			r = -1;
 			break;
 		}
+		jump_service(sc, pfd + jb);
 		now = now_ms();
 		for (i = 0; i < (size_t)forks; i++) {
 			struct slot *sl = &slots[i];
@@ -778,7 +788,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				continue;
 			c = sl->c;
 			if (pfd[at[i]].revents != 0 || sl->kick ||
-			    sl->c->state == C_RESOLVE)
+			    conn_resolving(sl->c) ||
+			    conn_tunnel_ready(sl->c, sl->events))
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
@@ -791,6 +802,8 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 					conn_drop(c, 1);
 			}
 		}
+		/* What the slots wrote to their tunnels goes out now. */
+		jump_service(sc, NULL);
 	}
 	if (r != 0) {
 		for (i = 0; i < (size_t)forks; i++) {
@@ -826,22 +839,23 @@ ssh_cleanup(struct run *run)
 
 	if (sc == NULL)
 		return;
-	for (i = 0; i < sc->nall; i++) {
-		c = sc->all[i];
-		conn_drop(c, c->state == C_READY);
-		/* One budget for all of them, not one each. */
-		wait = (int)(until - now_ms());
-		if (resolve_free(c, wait > 0 ? wait : 0) != 0)
-			log_debug("%s: the resolver is still at work", c->addr);
-		free(c->addr);
-		free(c->user);
-		for (k = 0; k < c->nkeys; k++)
-			free(c->keys[k]);
-		free(c->keys);
-		free(c->reason);
-		buf_free(&c->tried);
-		free(c);
-	}
+	/* Targets behind a bastion say goodbye through it, so it goes last. */
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < sc->nall; i++) {
+			c = sc->all[i];
+			if (c->is_jump != (int)k)
+				continue;
+			if (k == 1)
+				jump_service(sc, NULL);
+			conn_drop(c, c->state == C_READY);
+			/* One budget for all of them, not one each. */
+			wait = (int)(until - now_ms());
+			if (resolve_free(c, wait > 0 ? wait : 0) != 0)
+				log_debug("%s: the resolver is still at work",
+				    c->addr);
+		}
+	for (i = 0; i < sc->nall; i++)
+		conn_free(sc->all[i]);
 	for (i = 0; i < sc->nkhs; i++) {
 		known_hosts_free(sc->khs[i]);
 		free(sc->khkeys[i]);
@@ -854,6 +868,7 @@ ssh_cleanup(struct run *run)
 	}
 	free(sc->keys);
 	free(sc->all);
+	free(sc->jumps);
 	hmap_free(&sc->conns);
 	hmap_free(&sc->known);
 	ssh_config_free(sc->cfg);

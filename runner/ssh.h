@@ -27,6 +27,7 @@ struct ssh_host_config {
 	char	 *known_hosts;		/* UserKnownHostsFile, the first */
 	char	**identity;		/* IdentityFile, tokens expanded */
 	size_t	  nidentity;
+	char	 *proxy_jump;		/* ProxyJump, checked; "none" */
 };
 
 struct ssh_config;

@@ -1,7 +1,7 @@
 /*
  * sshconfig.c: the part of ssh_config(5) that reops-run honours (Host,
  * HostName, User, Port, IdentityFile, UserKnownHostsFile, ConnectTimeout,
- * Include), so a host
+ * ProxyJump with one hop, Include), so a host
  * that `ssh NAME` reaches is reached the same way. The file is parsed once
  * per run; lookups walk its blocks like ssh does: the first value obtained
  * for a keyword wins, IdentityFile accumulates.
@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "inventory.h"
 #include "ssh.h"
 
 #define INCLUDE_DEPTH	16
@@ -135,6 +136,21 @@ include(struct ssh_config *c, const char *pattern, int depth, struct err *e)
 	return r;
 }
 
+/* A bad ProxyJump is found when the file is read, as ssh(1) finds it. */
+static int
+check_jump(const char *file, int lineno, const char *v, struct err *e)
+{
+	struct proxy_jump	 pj;
+	const char		*why;
+	size_t			 bad;
+
+	if (proxy_jump_parse(v, &pj, &bad, &why) < 0)
+		return err_set(e, "%s:%d: invalid ProxyJump '%s': %s", file,
+		    lineno, v, why);
+	proxy_jump_free(&pj);
+	return 0;
+}
+
 static int
 parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
     struct err *e)
@@ -190,6 +206,11 @@ parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
 		if (n < 2) {
 			r = err_set(e, "%s:%d: '%s' needs a value", file,
 			    lineno, w[0]);
+			break;
+		}
+		if (strcmp(w[0], "proxyjump") == 0 &&
+		    check_jump(file, lineno, w[1], e) != 0) {
+			r = -1;
 			break;
 		}
 		if (strcmp(w[0], "include") == 0) {
@@ -327,6 +348,9 @@ ssh_config_lookup(const struct ssh_config *c, const char *host,
 			    hc->known_hosts == NULL)
 				hc->known_hosts = expand_tokens(o->value, host,
 				    NULL);
+			else if (strcmp(o->key, "proxyjump") == 0 &&
+			    hc->proxy_jump == NULL)
+				hc->proxy_jump = xstrdup(o->value);
 			else if (strcmp(o->key, "connecttimeout") == 0 &&
 			    hc->connect_timeout == 0)
 				hc->connect_timeout = number(o->value);
@@ -349,6 +373,7 @@ ssh_host_config_free(struct ssh_host_config *hc)
 	free(hc->hostname);
 	free(hc->user);
 	free(hc->known_hosts);
+	free(hc->proxy_jump);
 	for (i = 0; i < hc->nidentity; i++)
 		free(hc->identity[i]);
 	free(hc->identity);

@@ -1,8 +1,14 @@
 /*
  * stage-json.c: "json" writes the table as JSON lines, one object per row,
- * to standard output or to a file (written whole, then renamed into place).
+ * to standard output or to a file. A regular file (or a new one) is
+ * written whole under a fresh name beside it and renamed into place, so a
+ * reader never sees half a table; anything else (a FIFO, a terminal,
+ * /dev/stdout) is written straight into.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,42 +22,150 @@ static const struct stage_key json_keys[] = {
 };
 
 static int
+write_error(struct stage *st, const char *file, int e)
+{
+	fprintf(stderr, "reops-run: %s:%d:%d: unable to write '%s': %s\n",
+	    st->owner->file, st->where->line, st->where->col, file,
+	    strerror(e));
+	return -1;
+}
+
+/* Every row to f, then f closed; 0, or -1 with errno set. */
+static int
+write_rows(FILE *f, const struct table *t)
+{
+	size_t	i;
+	int	e = 0;
+
+	errno = 0;
+	for (i = 0; i < t->n; i++)
+		print_json_row(f, t, t->rows[i]);
+	if (fflush(f) != 0 || ferror(f))
+		e = errno != 0 ? errno : EIO;
+	if (fclose(f) != 0 && e == 0)
+		e = errno != 0 ? errno : EIO;
+	errno = e;
+	return e != 0 ? -1 : 0;
+}
+
+/*
+ * Names of open files and devices (/dev/stdout, /proc/self/fd/N) are
+ * symbolic links that must be followed whatever they lead to, and their
+ * directories are never ours to create files in.
+ */
+static int
+descriptor_name(const char *file)
+{
+	return strncmp(file, "/dev/", 5) == 0 ||
+	    strncmp(file, "/proc/", 6) == 0;
+}
+
+/*
+ * Into a FIFO, a device or an open file (appended to, as after what
+ * went there before): no temporary, no rename.
+ */
+static int
+write_straight(struct stage *st, const char *file, const struct table *t)
+{
+	FILE	*f;
+	int	 fd;
+
+	if ((fd = open(file, O_WRONLY | O_APPEND | O_NOCTTY |
+	    O_CLOEXEC)) == -1)
+		return write_error(st, file, errno);
+	if ((f = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		return write_error(st, file, errno);
+	}
+	if (write_rows(f, t) != 0)
+		return write_error(st, file, errno);
+	return 0;
+}
+
+/*
+ * A fresh name from mkstemp (O_EXCL: never a planted file or link) in
+ * FILE's directory, renamed over FILE. A link at FILE is replaced, not
+ * followed.
+ */
+static int
+write_replace(struct stage *st, const char *file, const struct table *t,
+    const struct stat *old)
+{
+	const char	*slash;
+	char		*tmp;
+	FILE		*f;
+	mode_t		 mask, mode;
+	int		 fd, e;
+
+	if ((slash = strrchr(file, '/')) == NULL)
+		tmp = xasprintf(".%s.XXXXXX", file);
+	else
+		tmp = xasprintf("%.*s.%s.XXXXXX", (int)(slash - file + 1),
+		    file, slash + 1);
+	if ((fd = mkstemp(tmp)) == -1) {
+		e = errno;
+		free(tmp);
+		return write_error(st, file, e);
+	}
+	/* What a new file gets, or what the file replaced had. */
+	if (old != NULL)
+		mode = old->st_mode & 0777;
+	else {
+		mask = umask(0);
+		umask(mask);
+		mode = 0666 & ~mask;
+	}
+	if (fchmod(fd, mode) != 0 || (f = fdopen(fd, "w")) == NULL) {
+		e = errno;
+		close(fd);
+		goto fail;
+	}
+	if (write_rows(f, t) != 0 || rename(tmp, file) != 0) {
+		e = errno;
+		goto fail;
+	}
+	free(tmp);
+	return 0;
+fail:
+	unlink(tmp);
+	free(tmp);
+	return write_error(st, file, e);
+}
+
+static int
 json_rows(struct run *run, struct stage *st, struct table *t)
 {
 	const char	*file = stage_str(st, "file", NULL);
-	char		*tmp;
+	struct stat	 sb, lsb;
 	FILE		*f;
 	size_t		 i;
-	int		 r;
 
 	if (file == NULL) {
 		/* With --json, stdout is the final table's alone. */
 		f = run->opt->json ? stderr : stdout;
 		for (i = 0; i < t->n; i++)
 			print_json_row(f, t, t->rows[i]);
-		fflush(f);
+		print_done(run, f);
 		return 0;
 	}
-	tmp = xasprintf("%s.tmp.%ld", file, (long)getpid());
-	if ((f = fopen(tmp, "w")) == NULL) {
-		fprintf(stderr, "reops-run: %s:%d:%d: unable to write '%s': "
-		    "%s\n", st->owner->file, st->where->line, st->where->col,
-		    tmp, strerror(errno));
-		free(tmp);
-		return -1;
+	if (lstat(file, &lsb) != 0) {
+		if (errno != ENOENT)
+			return write_error(st, file, errno);
+		return write_replace(st, file, t, NULL);
 	}
-	for (i = 0; i < t->n; i++)
-		print_json_row(f, t, t->rows[i]);
-	r = ferror(f);
-	if (fclose(f) != 0 || r != 0 || rename(tmp, file) != 0) {
-		fprintf(stderr, "reops-run: unable to write '%s': %s\n", file,
-		    strerror(errno));
-		unlink(tmp);
-		free(tmp);
-		return -1;
+	if (S_ISREG(lsb.st_mode))
+		return write_replace(st, file, t, &lsb);
+	if (S_ISLNK(lsb.st_mode)) {
+		if (stat(file, &sb) != 0 || (S_ISREG(sb.st_mode) &&
+		    !descriptor_name(file)))
+			return write_replace(st, file, t, NULL);
+		if (S_ISDIR(sb.st_mode))
+			return write_error(st, file, EISDIR);
+		return write_straight(st, file, t);
 	}
-	free(tmp);
-	return 0;
+	if (S_ISDIR(lsb.st_mode))
+		return write_error(st, file, EISDIR);
+	return write_straight(st, file, t);
 }
 
 const struct stage_entry stage_json_entry = {

@@ -50,6 +50,7 @@ struct table {
 	size_t		  cap;
 	char		**cols;		/* extra column names, first-seen order */
 	size_t		  ncols;
+	const char	 *pipeline;	/* the run's pipeline, for JSON rows */
 };
 
 struct table	*table_new(void);

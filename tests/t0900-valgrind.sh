@@ -77,6 +77,17 @@ test_expect_success 'load errors free what they loaded' '
 	test_grep "bad regex" err
 '
 
+test_expect_success 'secrets: a masked run, --set-file and a missing value' '
+	printf "hosts: here\nparams:\n  t: { secret: true, env: T0900_T }\nstages:\n  - exec: echo \${t}\n  - pretty\n" >s.yaml &&
+	T0900_T=value-0900 vg -v -v s.yaml >out 2>err &&
+	test_grep "^    \*\*\*$" out &&
+	printf "value-0900\n" >t.txt &&
+	vg --set-file t=t.txt --check s.yaml >out 2>err &&
+	test_exit 2 vg --set-file t=missing.txt s.yaml 2>err &&
+	test_exit 2 vg s.yaml 2>err &&
+	test_grep "has no value" err
+'
+
 test_expect_success 'systems on the test hypervisor: create to destroy' '
 	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
 	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
@@ -103,9 +114,19 @@ test_expect_success 'ssh hosts: a session per host, its channels, its end' '
 	test_grep "^2 rows: 2 ok" out
 '
 
+test_expect_success 'ssh through a bastion: its session, channels and buffers' '
+	mkdir -p jumpinv &&
+	ssh_group gw 1 >jumpinv/gw.yaml &&
+	ssh_group behind 2 -- "proxy-jump: 1" >jumpinv/behind.yaml &&
+	sed -e "s/^hosts: web/hosts: behind/" s.yaml >j.yaml &&
+	vg -i jumpinv j.yaml >out 2>err &&
+	test_grep "^2: ok code=0 group=behind" out
+'
+
 test_expect_success 'ssh: an unreachable host is freed as well' '
 	sshd_stop_host "$SSHD_DIR" 2 &&
-	test_exit 3 vg -i sshinv --timeout 5 s.yaml >out 2>err
+	test_exit 3 vg -i sshinv --timeout 5 s.yaml >out 2>err &&
+	test_exit 3 vg -i jumpinv --timeout 5 j.yaml >out 2>err
 '
 
 ssh_done

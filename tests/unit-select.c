@@ -188,6 +188,26 @@ main(void)
 	check("hosts: web", 0, ",,", "error: --limit: empty pattern",
 	    "--limit with no words");
 
+	check("hosts: all", 0, "web,!web-2", "web-1,web-3",
+	    "--limit !name removes it");
+	check("hosts: all", 0, "!web,!~^db", "mx",
+	    "--limit of only ! items narrows from all");
+	check("hosts: [db, web]", 0, "!db-1", "db-2,web-1,web-2,web-3",
+	    "--limit ! keeps the selection's order");
+	check("hosts: all", 0, "!,web", "error: --limit: '!' must be "
+	    "followed by a name, group or ~regex", "--limit with a bare !");
+	check("hosts: all", 0, "!web-9", "error: --limit: no host or group "
+	    "named 'web-9' in the inventory; did you mean 'web-1'?",
+	    "--limit !name naming nothing");
+	check("hosts: all", 0, "@", "error: --limit: '@' must be followed "
+	    "by a file name", "--limit with a bare @");
+
+	/* FNV-1a 64 test vectors: shards must not move between versions. */
+	ok(selector_hash("") == 0xcbf29ce484222325ULL &&
+	    selector_hash("a") == 0xaf63dc4c8601ec8cULL &&
+	    selector_hash("foobar") == 0x85944171f73967e8ULL,
+	    "selector_hash is FNV-1a 64");
+
 	inventory_free(inv);
 	return tap_done();
 }

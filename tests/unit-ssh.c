@@ -1,12 +1,14 @@
 /*
  * unit-ssh.c: the pieces of the ssh transport that need no host: the
  * ssh_config(5) reader (patterns, negation, first value wins, Include,
- * Match, tokens) and SHA-256 and base64 against their published vectors.
+ * Match, tokens, ProxyJump), the bastion's [user@]HOST[:PORT] form, and
+ * SHA-256 and base64 against their published vectors.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "inventory.h"
 #include "ssh.h"
 #include "tap.h"
 
@@ -101,6 +103,79 @@ test_config(void)
 	free(text);
 }
 
+/* The bastion's form, as proxy-jump and ProxyJump take it. */
+static void
+test_proxy_jump(void)
+{
+	static const struct {
+		const char	*in;
+		int		 r;
+		const char	*user, *host;
+		int		 port;
+		size_t		 bad;	/* offset of the fault */
+	} cases[] = {
+		{ "gw", 0, NULL, "gw", 0, 0 },
+		{ "jump@gw.example.net:2222", 0, "jump", "gw.example.net",
+		    2222, 0 },
+		{ "ssh://ops@127.0.0.5", 0, "ops", "127.0.0.5", 0, 0 },
+		{ "a@b@gw", 0, "a@b", "gw", 0, 0 },
+		{ "[::1]:22", 0, NULL, "::1", 22, 0 },
+		{ "none", 1, NULL, NULL, 0, 0 },
+		{ "gw1,gw2", -1, NULL, NULL, 0, 3 },
+		{ "gw:0", -1, NULL, NULL, 0, 3 },
+		{ "gw:65536", -1, NULL, NULL, 0, 3 },
+		{ "gw:", -1, NULL, NULL, 0, 3 },
+		{ "@gw", -1, NULL, NULL, 0, 0 },
+		{ "", -1, NULL, NULL, 0, 0 },
+		{ "g w", -1, NULL, NULL, 0, 1 },
+		{ "[::1", -1, NULL, NULL, 0, 4 },
+		{ "gw/x", -1, NULL, NULL, 0, 2 },
+	};
+	struct ssh_config	*c = NULL;
+	struct ssh_host_config	 hc;
+	struct proxy_jump	 pj;
+	struct err		 e;
+	const char		*why;
+	char			*path;
+	size_t			 i, bad;
+	int			 r;
+
+	for (i = 0; i < nitems(cases); i++) {
+		r = proxy_jump_parse(cases[i].in, &pj, &bad, &why);
+		ok(r == cases[i].r && (r != 0 ||
+		    ((pj.user == NULL ? cases[i].user == NULL :
+		    cases[i].user != NULL &&
+		    strcmp(pj.user, cases[i].user) == 0) &&
+		    strcmp(pj.host, cases[i].host) == 0 &&
+		    pj.port == cases[i].port)) && (r >= 0 ||
+		    bad == cases[i].bad), "proxy-jump '%s': %d%s%s at %zu",
+		    cases[i].in, r, r < 0 ? ", " : "", r < 0 ? why : "", bad);
+		proxy_jump_free(&pj);
+	}
+
+	path = write_file("jump.conf", "Host web-*\n  ProxyJump gw:2222\n"
+	    "Host web-2\n  ProxyJump other\nHost lab\n  ProxyJump none\n");
+	r = ssh_config_load(path, 1, &c, &e);
+	ok(r == 0, "ProxyJump loads");
+	ssh_config_lookup(c, "web-2", &hc);
+	is_str(hc.proxy_jump, "gw:2222", "the first ProxyJump wins");
+	ssh_host_config_free(&hc);
+	ssh_config_lookup(c, "lab", &hc);
+	is_str(hc.proxy_jump, "none", "ProxyJump none is kept, to say so");
+	ssh_host_config_free(&hc);
+	ssh_config_free(c);
+	unlink(path);
+	free(path);
+	path = write_file("two.conf", "Host *\n  ProxyJump a,b\n");
+	r = ssh_config_load(path, 1, &c, &e);
+	ok(r == -1 && strstr(e.msg, "two.conf:2: invalid ProxyJump 'a,b': "
+	    "only one jump host is supported") != NULL, "two hops: %s",
+	    e.msg);
+	ssh_config_free(c);
+	unlink(path);
+	free(path);
+}
+
 static void
 test_sha256(void)
 {
@@ -160,6 +235,7 @@ main(void)
 		return 99;
 	setenv("HOME", dir, 1);
 	test_config();
+	test_proxy_jump();
 	test_sha256();
 	test_base64();
 	rmdir(dir);
