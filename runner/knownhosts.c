@@ -4,7 +4,9 @@
  * file), read once per run with libssh2's parser, which handles
  * [host]:port and hashed entries. A file that cannot be read makes the
  * group fail closed; accept-new appends unknown keys under a lock, one
- * line in one write, so concurrent runs never interleave lines.
+ * line in one write, so concurrent runs never interleave lines, and only
+ * after reading the file again under that lock, so that runs at the same
+ * time record each host once.
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -192,9 +194,46 @@ key_type_name(const unsigned char *key, size_t len)
 	return xstrndup((const char *)key + 4, n);
 }
 
+/*
+ * What file says of name's key now: another run may have recorded it
+ * since we read the file. A LIBSSH2_KNOWNHOST_CHECK_* value.
+ */
 static int
-append_line(const char *file, const char *line, char **reason)
+recheck(struct known_hosts *k, const char *file, const char *name,
+    const unsigned char *key, size_t len, int ktype)
 {
+	struct known_hosts	now;
+	size_t			i;
+	int			r;
+
+	memset(&now, 0, sizeof now);
+	now.owner = k->owner;
+	if ((now.kh = libssh2_knownhost_init(k->owner)) == NULL)
+		return LIBSSH2_KNOWNHOST_CHECK_FAILURE;
+	read_file(&now, file, 1);
+	r = now.unreadable != NULL ? LIBSSH2_KNOWNHOST_CHECK_FAILURE :
+	    libssh2_knownhost_checkp(now.kh, name, -1, (const char *)key, len,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    key_bit(ktype), NULL);
+	libssh2_knownhost_free(now.kh);
+	for (i = 0; i < now.nrevoked; i++)
+		free(now.revoked[i]);
+	free(now.revoked);
+	free(now.unreadable);
+	return r;
+}
+
+/*
+ * Appends line unless, looked at again under the lock, the file has the
+ * key already: 0 appended, 1 there already, 2 another key for the name
+ * came first, -1 with a reason.
+ */
+static int
+append_line(struct known_hosts *k, const char *name,
+    const unsigned char *key, size_t klen, int ktype, const char *line,
+    char **reason)
+{
+	const char	*file = k->write_file;
 	char		*dir;
 	struct stat	 sb;
 	int		 fd, r = 0;
@@ -212,14 +251,33 @@ append_line(const char *file, const char *line, char **reason)
 	}
 	/* The lock orders us with other reops-run processes; O_APPEND and
 	 * one write keep each line whole for readers such as ssh(1). */
-	if (flock(fd, LOCK_EX) == -1 ||
-	    write(fd, line, len) != (ssize_t)len || fsync(fd) == -1) {
+	if (flock(fd, LOCK_EX) == -1)
+		goto fail;
+	switch (recheck(k, file, name, key, klen, ktype)) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		r = 1;
+		goto out;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		r = 2;
+		goto out;
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		break;
+	default:
 		*reason = xasprintf("unable to record the host key in '%s': "
-		    "%s", file, xstrerror(errno));
+		    "unable to read it again", file);
 		r = -1;
+		goto out;
 	}
+	if (write(fd, line, len) != (ssize_t)len || fsync(fd) == -1)
+		goto fail;
+out:
 	close(fd);
 	return r;
+fail:
+	*reason = xasprintf("unable to record the host key in '%s': %s",
+	    file, xstrerror(errno));
+	close(fd);
+	return -1;
 }
 
 int
@@ -292,14 +350,24 @@ known_hosts_check(struct known_hosts *k, LIBSSH2_SESSION *s,
 			break;
 		}
 		buf_printf(&line, "%s %s %s\n", name, type, b64.data);
-		if (append_line(k->write_file, line.data, reason) != 0)
+		if ((r = append_line(k, name, key, len, ktype, line.data,
+		    reason)) < 0)
 			break;
+		if (r == 2) {
+			/* Another run recorded another key meanwhile. */
+			*reason = xasprintf("host key of %s has changed: the "
+			    "server offers %s %s, known_hosts has another "
+			    "(recorded meanwhile); refusing (possible "
+			    "man-in-the-middle)", name, type, fp.data);
+			break;
+		}
 		libssh2_knownhost_addc(k->kh, name, NULL, (const char *)key,
 		    len, NULL, 0, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 		    LIBSSH2_KNOWNHOST_KEYENC_RAW | key_bit(ktype), NULL);
 		/* As ssh(1) does: a key trusted from now on is said aloud. */
-		log_warn("permanently added the host key of %s (%s %s) to %s",
-		    name, type, fp.data, k->write_file);
+		if (r == 0)
+			log_warn("permanently added the host key of %s (%s %s) "
+			    "to %s", name, type, fp.data, k->write_file);
 		ret = 0;
 		break;
 	default:

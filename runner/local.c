@@ -21,6 +21,14 @@
 #include "secret.h"
 
 #define KILL_GRACE_MS	1000
+/*
+ * Descriptors a command takes from the run's budget while it starts
+ * (its pipes, both ends, and room for one more pair) and how long to
+ * wait, when held back with nothing of ours running, for others to give
+ * some back.
+ */
+#define START_FDS	6
+#define HELD_BACK_MS	20
 
 struct proc {
 	struct job	*job;
@@ -32,6 +40,7 @@ struct proc {
 	long long	 deadline;	/* 0: none */
 	long long	 killed_at;	/* when SIGTERM went; 0: not yet */
 	int		 timed_out;
+	int		 fds;		/* taken from the budget */
 };
 
 static int
@@ -310,24 +319,56 @@ done(const struct proc *p)
 	return p->fd[0] == -1 && p->fd[1] == -1 && p->exited;
 }
 
+/* Too few descriptors for even one command, however long it waits. */
+static void
+not_started(struct job *j)
+{
+	buf_reset(&j->row->out);
+	buf_reset(&j->row->err);
+	buf_printf(&j->row->err, "reops-run: not started: too few file "
+	    "descriptors (the limit on open files is %ld)\n", fd_limit());
+	j->row->status = ST_FAILED;
+	j->row->code = 127;
+	j->row->duration_ms = 0;
+}
+
+static void
+not_finished(struct job *j)
+{
+	buf_adds(&j->row->err, "reops-run: not finished: internal error\n");
+	j->row->status = ST_FAILED;
+	j->row->code = -1;
+}
+
 int
 local_run(struct run *run, struct job **jobs, size_t n)
 {
 	struct proc	*procs;
 	struct pollfd	*pfd;
 	size_t		 next = 0, running = 0, i, k, np;
-	int		 forks, wait_ms, r = 0;
+	int		 forks, wait_ms, held, r = 0;
 	long long	 now, until;
 
 	forks = run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
 	procs = xcalloc((size_t)forks, sizeof *procs);
 	pfd = xcalloc((size_t)forks * 3, sizeof *pfd);
 	while (next < n || running > 0) {
+		held = 0;
 		while (!run_interrupted && next < n &&
 		    running < (size_t)forks) {
+			/* What does not fit in the descriptors waits. */
+			if (fd_reserve(START_FDS) != 0) {
+				if (!fd_fits_ever(START_FDS)) {
+					not_started(jobs[next++]);
+					continue;
+				}
+				held = 1;
+				break;
+			}
 			for (i = 0; procs[i].job != NULL; i++)
 				;
 			if (start(&procs[i], jobs[next]) != 0) {
+				fd_release(START_FDS);
 				buf_printf(&jobs[next]->row->err, "reops-run: "
 				    "unable to start /bin/sh: %s\n",
 				    strerror(errno));
@@ -337,6 +378,10 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				next++;
 				continue;
 			}
+			for (k = 0; k < 3; k++)
+				if (procs[i].fd[k] != -1)
+					procs[i].fds++;
+			fd_release(START_FDS - procs[i].fds);
 			next++;
 			running++;
 		}
@@ -347,6 +392,11 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				buf_adds(&jobs[next]->row->err, "reops-run: not "
 				    "started: interrupted\n");
 			}
+		}
+		if (running == 0 && held) {
+			/* Ours are all done; others hold the descriptors. */
+			poll(NULL, 0, HELD_BACK_MS);
+			continue;
 		}
 		if (running == 0)
 			break;
@@ -381,6 +431,7 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			}
 		}
 		if (poll(pfd, np, wait_ms) == -1 && errno != EINTR) {
+			log_warn("local commands: poll: %s", strerror(errno));
 			r = -1;
 			break;
 		}
@@ -398,11 +449,14 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			np += 3;
 			if (done(p)) {
 				finish(p);
+				fd_release(p->fds);
 				p->job = NULL;
 				running--;
 			}
 		}
 	}
+	/* After an error: what runs is killed, and no row that did not
+	 * finish, or never started, is left as it was (ok). */
 	for (i = 0; i < (size_t)forks; i++) {
 		if (procs[i].job == NULL)
 			continue;
@@ -411,7 +465,11 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			if (procs[i].fd[k] != -1)
 				close(procs[i].fd[k]);
 		reap(&procs[i], 1);
+		fd_release(procs[i].fds);
+		not_finished(procs[i].job);
 	}
+	for (; next < n; next++)
+		not_finished(jobs[next]);
 	free(procs);
 	free(pfd);
 	return r;

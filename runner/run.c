@@ -2,6 +2,10 @@
  * run.c: runs a loaded pipeline's stages in order on the result table and
  * hands remote jobs to the transport of each row's group.
  */
+#include <sys/resource.h>
+
+#include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,6 +17,123 @@
 #include "ssh.h"
 
 volatile sig_atomic_t run_interrupted;
+
+/*
+ * Left for what the budget does not count: files, pipes and sockets
+ * opened on the way (key and known_hosts files, ssh-keygen, the
+ * resolver, libvirt, ZeroMQ, output files).
+ */
+#define FD_HEADROOM	16
+
+static pthread_mutex_t	fd_mutex = PTHREAD_MUTEX_INITIALIZER;
+static long		fd_total = -1;	/* the budget; -1: not yet set */
+static long		fd_free;
+static long		fd_soft;
+static int		fd_short;	/* a reservation did not fit */
+
+/* Under fd_mutex: raises the soft limit and sets the budget, once. */
+static void
+fd_init(void)
+{
+	struct rlimit	 rl;
+	struct dirent	*d;
+	DIR		*dir;
+	long		 used = 0;
+
+	if (fd_total >= 0)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		fd_total = fd_free = fd_soft = 1024 - FD_HEADROOM;
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fd_soft = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX ?
+	    INT_MAX : (long)rl.rlim_cur;
+	if ((dir = opendir("/proc/self/fd")) != NULL) {
+		while ((d = readdir(dir)) != NULL)
+			if (d->d_name[0] != '.')
+				used++;
+		closedir(dir);
+		used--;		/* the directory's own */
+	} else
+		used = 8;
+	fd_total = fd_soft - used - FD_HEADROOM;
+	if (fd_total < 0)
+		fd_total = 0;
+	fd_free = fd_total;
+}
+
+/* Takes n descriptors from the budget: 0, or -1 when they do not fit now. */
+int
+fd_reserve(int n)
+{
+	int	r = -1;
+
+	pthread_mutex_lock(&fd_mutex);
+	fd_init();
+	if (fd_free >= n) {
+		fd_free -= n;
+		r = 0;
+	} else
+		fd_short = 1;
+	pthread_mutex_unlock(&fd_mutex);
+	return r;
+}
+
+/*
+ * 1 once work had to wait for descriptors: then an idle connection is
+ * not kept for later stages, so that the other loop gets its share.
+ */
+int
+fd_pressed(void)
+{
+	int	r;
+
+	pthread_mutex_lock(&fd_mutex);
+	r = fd_short;
+	pthread_mutex_unlock(&fd_mutex);
+	return r;
+}
+
+void
+fd_release(int n)
+{
+	pthread_mutex_lock(&fd_mutex);
+	fd_free += n;
+	if (fd_free > fd_total)
+		fd_free = fd_total;
+	pthread_mutex_unlock(&fd_mutex);
+}
+
+/* 1 when n could be taken once the others give theirs back. */
+int
+fd_fits_ever(int n)
+{
+	int	r;
+
+	pthread_mutex_lock(&fd_mutex);
+	fd_init();
+	r = fd_total >= n;
+	pthread_mutex_unlock(&fd_mutex);
+	return r;
+}
+
+/* The soft limit on open files, as raised. */
+long
+fd_limit(void)
+{
+	long	r;
+
+	pthread_mutex_lock(&fd_mutex);
+	fd_init();
+	r = fd_soft;
+	pthread_mutex_unlock(&fd_mutex);
+	return r;
+}
 
 /* Remembers what the exit status must say about the rows seen so far. */
 void

@@ -73,6 +73,17 @@ int	run_commands(struct run *, struct stage *, struct table *,
 void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 
+/*
+ * File descriptors: one budget for the run (the soft limit, raised to the
+ * hard one, less what is open and some headroom), shared by the
+ * transports' loops, which hold back work that does not fit.
+ */
+int	fd_reserve(int);
+void	fd_release(int);
+int	fd_fits_ever(int);
+int	fd_pressed(void);
+long	fd_limit(void);
+
 int	local_run(struct run *, struct job **, size_t);
 void	virt_close(struct run *);
 int	provision_preload(struct run *, const struct pipeline *,

@@ -36,7 +36,6 @@ cache_get(struct run *run)
 {
 	struct ssh_cache	*sc;
 	struct err		 e;
-	struct rlimit		 rl;
 	char			*path;
 
 	if (run->ssh != NULL)
@@ -46,11 +45,8 @@ cache_get(struct run *run)
 	hmap_init(&sc->known);
 	sc->inv = run->inv;
 	libssh2_init(0);
-	/* Cached sessions hold a socket each: allow as many as we may. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	/* Cached sessions hold a socket each: the budget raises the limit. */
+	(void)fd_limit();
 	if (run->opt->ssh_config != NULL) {
 		if (ssh_config_load(run->opt->ssh_config, 1, &sc->cfg, &e) != 0)
 			sc->cfg_error = xstrdup(e.msg);
@@ -96,8 +92,14 @@ key_for(struct ssh_cache *sc, const char *path, const char *pass_env)
 		k = sc->keys[i];
 		if (strcmp(k->path, path) == 0 && (k->pass_env == NULL ?
 		    pass_env == NULL : pass_env != NULL &&
-		    strcmp(k->pass_env, pass_env) == 0))
+		    strcmp(k->pass_env, pass_env) == 0)) {
+			/* Never a short-lived failure for the whole run. */
+			if (k->transient) {
+				ssh_key_free(k);
+				ssh_key_load(k, path, pass_env);
+			}
 			return k;
+		}
 	}
 	k = xcalloc(1, sizeof *k);
 	ssh_key_load(k, path, pass_env);
@@ -424,6 +426,10 @@ conn_drop(struct conn *c, int graceful)
 	if (c->fd != -1) {
 		close(c->fd);
 		c->fd = -1;
+	}
+	if (c->fds > 0) {
+		fd_release(c->fds);
+		c->fds = 0;
 	}
 	if (c->ai0 != NULL) {
 		freeaddrinfo(c->ai0);
@@ -975,6 +981,13 @@ tcp_try(struct conn *c, struct slot *sl)
 		c->connect_errno = errno;
 		close(c->fd);
 		c->fd = -1;
+	}
+	/* Out of descriptors here is ours, not the host's: it may pass. */
+	if (c->connect_errno == EMFILE || c->connect_errno == ENFILE) {
+		conn_dead(c, "unable to open a socket for %s port %d: %s",
+		    c->addr, c->port, strerror(c->connect_errno));
+		c->ours = 1;
+		return -1;
 	}
 	return conn_dead(c, "unable to connect to %s port %d: %s", c->addr,
 	    c->port, xstrerror(c->connect_errno));

@@ -117,6 +117,8 @@ struct conn {
 	struct tunnel		*pending;	/* to call again before all else */
 	int			 pending_op;
 	int			 pump_again;
+	int			 fds;		/* taken from the run's budget */
+	int			 ours;		/* C_DEAD for want of our fds */
 };
 
 struct slot {

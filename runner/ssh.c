@@ -12,7 +12,10 @@
  * reports its process group (sshd puts it in a session of its own) on
  * stderr, where we take that line out; at a deadline or ^C a second
  * channel on the same session kills the group, as the local transport
- * kills its own.
+ * kills its own. That needs the runner alive, not too loaded and still
+ * connected, so the host keeps the deadline too: each command starts
+ * under a watchdog (WATCHDOG below) that kills its group at the deadline
+ * or as soon as the connection is gone.
  */
 #include <errno.h>
 #include <poll.h>
@@ -40,8 +43,43 @@
 #define PGID_MARK		"reops-pgid="
 /* Stderr seen without that line: past this, it is not coming. */
 #define PGID_SCAN_MAX		4096
+/*
+ * Descriptors a connection takes from the run's budget: its socket, and
+ * one for the resolver or ssh-agent on the way; how long to wait, when
+ * held back with nothing of ours at work, for others to give some back.
+ */
+#define CONN_FDS		2
+#define HELD_BACK_MS		20
 /* How long killing a command may take, all kills running at once. */
 #define KILL_BUDGET_MS		2000
+
+/*
+ * The wrapper of every command, a POSIX sh script run as
+ * sh -c WATCHDOG reops-run COMMAND SECONDS. sshd made it a session and
+ * group leader; it execs the command, so the leader is the command and
+ * its pid is the group to kill. Before that it forks a watchdog into the
+ * same group, its standard streams on /dev/null so that it never holds
+ * the channel open. The watchdog looks once a second: the command gone,
+ * it ends; the deadline come (SECONDS on a sleep of its own, 0: none) or
+ * its parent sshd gone (the connection dropped: the runner was killed
+ * or gave the command up), it sends TERM to the group, ignoring that itself, and KILL
+ * a second later, which ends it too. Only kill, sleep and printf, and
+ * no single quote: it travels inside one.
+ */
+#define WATCHDOG							\
+	"p=$$ s=$PPID t=$2; "						\
+	"kill -0 \"$s\" 2>/dev/null && [ \"$s\" != 1 ] || s=; "		\
+	"(z=; "								\
+	"if [ \"$t\" -gt 0 ]; then sleep \"$t\" & z=$!; fi; "		\
+	"while kill -0 \"$p\"; do "					\
+	"if { [ -n \"$z\" ] && ! kill -0 \"$z\"; } || "			\
+	"{ [ -n \"$s\" ] && ! kill -0 \"$s\"; }; then "			\
+	"trap \"\" TERM; kill -TERM -\"$p\"; sleep 1; "			\
+	"kill -KILL -\"$p\"; exit 0; fi; "					\
+	"sleep 1; done; "						\
+	"[ -z \"$z\" ] || kill \"$z\") </dev/null >/dev/null 2>&1 & "	\
+	"printf \"" PGID_MARK "%s\\n\" \"$p\" >&2; "			\
+	"exec /bin/sh -c \"$1\""
 
 static const struct {
 	const char	*name;
@@ -52,6 +90,8 @@ static const struct {
 	{ "SEGV", 11 }, { "USR2", 12 }, { "PIPE", 13 }, { "ALRM", 14 },
 	{ "TERM", 15 }, { "BUS", 7 },
 };
+
+static void	row_not_run(struct row *, const char *);
 
 static void
 finish_slot(struct slot *sl)
@@ -81,14 +121,18 @@ row_unreachable(struct slot *sl, const char *reason)
 	finish_slot(sl);
 }
 
-/* Exit status and signals as the local transport maps them. */
+/*
+ * Exit status and signals as the local transport maps them. A command
+ * that TERM or KILL ended after our deadline was ended by its host's
+ * watchdog while we were too slow to do it ourselves: it timed out.
+ */
 static void
 row_exit(struct slot *sl)
 {
 	struct row	*r = sl->job->row;
 	char		*sig = NULL;
 	size_t		 len = 0, i;
-	int		 num = 0;
+	int		 num = 0, code;
 
 	libssh2_channel_get_exit_signal(sl->ch, &sig, &len, NULL, NULL, NULL,
 	    NULL);
@@ -97,12 +141,22 @@ row_exit(struct slot *sl)
 			if (strlen(signals[i].name) == len &&
 			    memcmp(signals[i].name, sig, len) == 0)
 				num = signals[i].num;
-		r->code = 128 + num;
+		code = 128 + num;
+	} else
+		code = libssh2_channel_get_exit_status(sl->ch);
+	if (sl->deadline != 0 && now_ms() >= sl->deadline &&
+	    (code == 128 + 15 || code == 128 + 9)) {
+		buf_printf(&r->err, "reops-run: timed out after %ds\n",
+		    sl->job->timeout);
+		r->code = 124;
+		r->status = ST_FAILED;
+	} else if (sig != NULL && len > 0) {
+		r->code = code;
 		r->status = ST_FAILED;
 		buf_printf(&r->err, "reops-run: killed by signal %d (SIG%.*s)\n",
 		    num, (int)len, sig);
 	} else {
-		r->code = libssh2_channel_get_exit_status(sl->ch);
+		r->code = code;
 		r->status = r->code == 0 ? ST_OK : ST_FAILED;
 	}
 	if (sig != NULL)
@@ -170,6 +224,22 @@ drain(struct slot *sl, int stream, int *rounds)
 	return 0;
 }
 
+/*
+ * The deadline the host keeps: what is left of ours, in whole seconds,
+ * rounded up so that ours comes first and the runner's own kill and
+ * reason are the usual end; 0 for none.
+ */
+static int
+host_deadline(const struct slot *sl)
+{
+	long long	left;
+
+	if (sl->deadline == 0)
+		return 0;
+	left = sl->deadline - now_ms();
+	return left < 1000 ? 1 : (int)((left + 999) / 1000);
+}
+
 /* 0: waiting; 1: the row is finished; -1: the session broke. */
 static int
 job_step(struct slot *sl)
@@ -199,9 +269,9 @@ job_step(struct slot *sl)
 		 * to find it.
 		 */
 		buf_init(&cmd);
-		buf_adds(&cmd, "exec /bin/sh -c 'printf \"" PGID_MARK
-		    "%s\\n\" \"$$\" >&2; exec /bin/sh -c \"$1\"' reops-run ");
+		buf_adds(&cmd, "exec /bin/sh -c '" WATCHDOG "' reops-run ");
 		shell_quote(&cmd, j->command);
+		buf_printf(&cmd, " %d", host_deadline(sl));
 		r = libssh2_channel_exec(sl->ch, cmd.data);
 		buf_free(&cmd);
 		if (r == LIBSSH2_ERROR_EAGAIN)
@@ -280,16 +350,20 @@ job_step(struct slot *sl)
 }
 
 /*
- * The end of a command given up: the row says why, and whether its
- * process group may live on; the session, in an unknown state, goes.
+ * The end of a command given up: the row says why; the session, in an
+ * unknown state, goes.
  */
 static void
 kill_end(struct slot *sl, int gone)
 {
 	struct row	*r = sl->job->row;
 
-	buf_printf(&r->err, "%s%s\n", sl->why, gone ? "" :
-	    "; the remote command may still be running");
+	/* Not killed from here: the host's watchdog does it, at the
+	 * deadline or now that the connection goes. */
+	buf_printf(&r->err, "%s\n", sl->why);
+	if (!gone)
+		log_debug("%s: no answer to the kill; its host's watchdog ends "
+		    "the command", sl->c->host->name);
 	sl->ch = NULL;
 	sl->kch = NULL;
 	conn_drop(sl->c, 0);
@@ -428,6 +502,14 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	if (c->state != C_READY) {
 		if ((r = conn_step(sc, c, sl)) == 0)
 			return;
+		if (r < 0 && c->ours) {
+			/* Not the host's fault: failed, and tried again later. */
+			row_not_run(row, c->reason);
+			finish_slot(sl);
+			c->ours = 0;
+			c->state = C_NEW;
+			return;
+		}
 		if (r < 0) {
 			row_unreachable(sl, c->reason);
 			return;
@@ -528,6 +610,47 @@ slot_deadline(const struct slot *sl)
 	return d;
 }
 
+/*
+ * A new connection must fit in the descriptors: room is made by closing
+ * a cached one that no command uses (a later stage dials it again).
+ * 0: it may go; 1: not now; -1: never (the limit is too low).
+ */
+static int
+conn_admit(struct ssh_cache *sc, struct conn *c)
+{
+	struct conn	*idle;
+	size_t		 i;
+
+	if (c->state == C_READY || c->state == C_DEAD || c->fds > 0)
+		return 0;
+	while (fd_reserve(CONN_FDS) != 0) {
+		for (i = 0, idle = NULL; i < sc->nall && idle == NULL; i++)
+			if (sc->all[i]->state == C_READY &&
+			    sc->all[i]->busy == NULL && sc->all[i]->fds > 0 &&
+			    !sc->all[i]->is_jump)
+				idle = sc->all[i];
+		if (idle == NULL)
+			return fd_fits_ever(CONN_FDS) ? 1 : -1;
+		log_debug("%s: closing its idle connection to make room",
+		    idle->host->name);
+		conn_drop(idle, 1);
+	}
+	c->fds = CONN_FDS;
+	return 0;
+}
+
+/* Rows that did not run are never left as they were (ok). */
+static void
+row_not_run(struct row *r, const char *why)
+{
+	buf_reset(&r->out);
+	buf_reset(&r->err);
+	buf_printf(&r->err, "reops-run: %s\n", why);
+	r->status = ST_FAILED;
+	r->code = -1;
+	r->duration_ms = 0;
+}
+
 int
 ssh_run(struct run *run, struct job **jobs, size_t n)
 {
@@ -536,9 +659,11 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	struct pollfd		*pfd;
 	struct conn		*c;
 	unsigned char		*started;
-	size_t			 first = 0, active = 0, i, np, npfd;
+	size_t			*at;
+	size_t			 first = 0, active = 0, i, k, np, npfd, jb;
 	long long		 now, d;
-	int			 forks, wait_ms, r = 0;
+	int			 forks, wait_ms, held, r = 0;
+	char			*why;
 
 	forks = run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
 	if ((size_t)forks > n)
@@ -546,9 +671,15 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	slots = xcalloc((size_t)forks, sizeof *slots);
 	npfd = (size_t)forks;
 	pfd = xcalloc(npfd, sizeof *pfd);
+	at = xcalloc((size_t)forks, sizeof *at);
 	started = xcalloc(n, 1);
 	for (;;) {
-		/* Start what we may; a host already busy waits its turn. */
+		/*
+		 * Start what we may; a host already busy waits its turn, and
+		 * so does one whose connection does not fit in the
+		 * descriptors yet.
+		 */
+		held = 0;
 		for (i = first; !run_interrupted && i < n &&
 		    active < (size_t)forks; i++) {
 			if (started[i])
@@ -558,6 +689,19 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				c = conn_new(sc, jobs[i]->row->host);
 			if (c->busy != NULL)
 				continue;
+			switch (conn_admit(sc, c)) {
+			case 1:
+				held = 1;
+				continue;
+			case -1:
+				started[i] = 1;
+				why = xasprintf("not started: too few file "
+				    "descriptors (the limit on open files is "
+				    "%ld)", fd_limit());
+				row_not_run(jobs[i]->row, why);
+				free(why);
+				continue;
+			}
 			started[i] = 1;
 			if (c->state == C_DEAD) {
 				struct slot	tmp;
@@ -596,10 +740,9 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		if (active == 0 && first >= n)
 			break;
 		now = now_ms();
-		wait_ms = -1;
-		for (i = 0; i < (size_t)forks; i++) {
-			pfd[i].fd = -1;
-			pfd[i].revents = 0;
+		wait_ms = held && active == 0 ? HELD_BACK_MS : -1;
+		/* Only the slots at work: poll takes no more than the limit. */
+		for (i = 0, np = 0; i < (size_t)forks; i++) {
 			if (slots[i].job == NULL)
 				continue;
 			if (slots[i].kick || conn_tunnel_ready(slots[i].c,
@@ -613,47 +756,74 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				if (wait_ms < 0 || d < wait_ms)
 					wait_ms = (int)d;
 			}
-			pfd[i].fd = conn_pollfd(slots[i].c);
-			pfd[i].events = (short)slots[i].events;
+			at[i] = np;
+			pfd[np].fd = conn_pollfd(slots[i].c);
+			pfd[np].events = (short)slots[i].events;
+			pfd[np].revents = 0;
+			np++;
 		}
 		/* The bastions' sockets follow the slots'. */
 		if (npfd < (size_t)forks + sc->njumps) {
 			npfd = (size_t)forks + sc->njumps;
 			pfd = xreallocarray(pfd, npfd, sizeof *pfd);
 		}
-		if (jump_pollfds(sc, pfd + forks))
+		jb = np;
+		if (jump_pollfds(sc, pfd + jb))
 			wait_ms = 0;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (poll(pfd, (nfds_t)forks + sc->njumps, wait_ms) == -1 &&
+		if (poll(pfd, (nfds_t)(np + sc->njumps), wait_ms) == -1 &&
 		    errno != EINTR) {
+			log_warn("ssh: poll: %s", strerror(errno));
 			r = -1;
 			break;
 		}
-		jump_service(sc, pfd + forks);
+		jump_service(sc, pfd + jb);
 		now = now_ms();
 		for (i = 0; i < (size_t)forks; i++) {
 			struct slot *sl = &slots[i];
 
 			if (sl->job == NULL)
 				continue;
-			if (pfd[i].revents != 0 || sl->kick ||
+			c = sl->c;
+			if (pfd[at[i]].revents != 0 || sl->kick ||
 			    conn_resolving(sl->c) ||
 			    conn_tunnel_ready(sl->c, sl->events))
 				slot_step(sc, sl);
 			if (sl->job != NULL && (d = slot_deadline(sl)) != 0 &&
 			    now >= d)
 				slot_timeout(sl);
-			if (sl->job == NULL)
+			if (sl->job == NULL) {
 				active--;
+				/* Short of descriptors: no idle connection. */
+				if (c->busy == NULL && c->state == C_READY &&
+				    fd_pressed())
+					conn_drop(c, 1);
+			}
 		}
 		/* What the slots wrote to their tunnels goes out now. */
 		jump_service(sc, NULL);
 	}
+	if (r != 0) {
+		for (i = 0; i < (size_t)forks; i++) {
+			if (slots[i].job == NULL)
+				continue;
+			row_not_run(slots[i].job->row, "not finished: internal "
+			    "error");
+			slots[i].ch = NULL;
+			conn_drop(slots[i].c, 0);
+			finish_slot(&slots[i]);
+		}
+		for (k = 0; k < n; k++)
+			if (!started[k])
+				row_not_run(jobs[k]->row, "not started: "
+				    "internal error");
+	}
 	free(started);
 	free(slots);
 	free(pfd);
+	free(at);
 	return r;
 }
 

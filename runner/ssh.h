@@ -48,6 +48,7 @@ struct ssh_key {
 	struct buf	 data;		/* the file, or the key it holds */
 	const char	*passphrase;	/* for libssh2, when it must open it */
 	char		*problem;	/* why it cannot be used, or NULL */
+	int		 transient;	/* the problem may pass: read again */
 };
 
 void	ssh_key_load(struct ssh_key *, const char *, const char *);

@@ -4,11 +4,14 @@
  * bcrypt KDF each time it is opened, and libssh2 opens a key file twice
  * per login: 200 hosts would spend 40 s of CPU before their first command,
  * one after the other in our single loop. So such a key is opened once,
- * by ssh-keygen(1) on a copy in a private directory in memory (/dev/shm
- * when there is one), the passphrase going down a pipe, never through an
- * argument or the environment; the copy is removed at once and the open
- * key lives only in our memory, wiped at the end of the run.
+ * by ssh-keygen(1) on a copy in an anonymous file in memory
+ * (memfd_create(2), reached as /proc/self/fd/N), the passphrase going down
+ * a pipe, never through an argument or the environment. The copy has no
+ * name in any file system, so a run killed at any moment leaves no open
+ * key behind; the open key lives only in our memory, wiped at the end of
+ * the run. Without memfd or /proc, libssh2 opens the key at each login.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -86,15 +89,13 @@ openssh_encrypted(const struct buf *b)
 	return !(len == 4 && memcmp(head + magic + 4, "none", 4) == 0);
 }
 
+/* Reads a whole key from fd, at most KEY_MAX bytes. */
 static int
-read_key(const char *path, struct buf *b)
+read_fd(int fd, struct buf *b)
 {
 	char	chunk[4096];
 	ssize_t	n;
-	int	fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
 	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -102,14 +103,34 @@ read_key(const char *path, struct buf *b)
 			if (n != -1)
 				errno = EFBIG;
 			explicit_bzero(chunk, sizeof chunk);
-			close(fd);
 			return -1;
 		}
 		buf_add(b, chunk, (size_t)n);
 	}
 	explicit_bzero(chunk, sizeof chunk);
-	close(fd);
 	return 0;
+}
+
+static int
+read_key(const char *path, struct buf *b)
+{
+	int	fd, r, e;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	r = read_fd(fd, b);
+	e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+/* Short of descriptors or memory: worth another try later in the run. */
+static int
+transient(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN ||
+	    e == EINTR;
 }
 
 static void
@@ -121,41 +142,38 @@ wipe(struct buf *b)
 }
 
 /*
- * ssh-keygen -p on a private copy: 0 with the open key in k->data, 1 when
- * the passphrase is wrong, -1 when ssh-keygen could not do it at all.
+ * ssh-keygen -p on a copy in an anonymous memory file: 0 with the open
+ * key in k->data, 1 when the passphrase is wrong, -1 when it could not be
+ * done at all.
  */
 static int
 open_copy(struct ssh_key *k, const char *pass)
 {
-	static const char *const roots[] = { "/dev/shm", NULL, "/tmp" };
 	struct buf	 plain;
-	char		*dir = NULL, *file = NULL;
-	size_t		 i;
+	char		 file[64];
+	const char	*d;
+	size_t		 left;
+	ssize_t		 w;
 	pid_t		 pid;
-	int		 fd, p[2], status = -1, r = -1;
+	int		 mfd, fd = -1, p[2], status = -1, r = -1;
 
-	for (i = 0; i < nitems(roots) && dir == NULL; i++) {
-		const char	*root = roots[i];
-
-		if (root == NULL && (root = getenv("TMPDIR")) == NULL)
-			continue;
-		dir = xasprintf("%s/reops-key.XXXXXX", root);
-		if (mkdtemp(dir) == NULL) {
-			free(dir);
-			dir = NULL;
-		}
-	}
-	if (dir == NULL)
+	/* Above 2, so that the child's dup2 onto 0 to 2 leaves it alone. */
+	if ((mfd = memfd_create("reops-key", MFD_CLOEXEC)) == -1)
 		return -1;
-	file = xasprintf("%s/key", dir);
-	if ((fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600)) == -1)
+	fd = fcntl(mfd, F_DUPFD_CLOEXEC, 3);
+	close(mfd);
+	if (fd == -1 || fchmod(fd, 0600) == -1)
 		goto out;
-	if (write(fd, k->data.data, k->data.len) != (ssize_t)k->data.len) {
-		close(fd);
-		goto out;
+	for (d = k->data.data, left = k->data.len; left > 0; ) {
+		if ((w = write(fd, d, left)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		d += w;
+		left -= (size_t)w;
 	}
-	close(fd);
+	snprintf(file, sizeof file, "/proc/self/fd/%d", fd);
 	if (pipe2(p, O_CLOEXEC) == -1)
 		goto out;
 	if ((pid = fork()) == -1) {
@@ -171,6 +189,8 @@ open_copy(struct ssh_key *k, const char *pass)
 			dup2(null, 1);
 			dup2(null, 2);
 		}
+		/* The one descriptor it inherits: its /proc/self/fd/N. */
+		fcntl(fd, F_SETFD, 0);
 		signal(SIGPIPE, SIG_DFL);
 		/* Not a terminal: the old passphrase is read from stdin. */
 		execlp("ssh-keygen", "ssh-keygen", "-q", "-p", "-N", "", "-f",
@@ -191,20 +211,20 @@ open_copy(struct ssh_key *k, const char *pass)
 		r = 1;
 		goto out;
 	}
+	/* ssh-keygen wrote it in place, through its own descriptor. */
 	buf_init(&plain);
-	if (read_key(file, &plain) == 0 && !openssh_encrypted(&plain)) {
+	if (lseek(fd, 0, SEEK_SET) == 0 && read_fd(fd, &plain) == 0 &&
+	    plain.len > 0 && !openssh_encrypted(&plain)) {
 		wipe(&k->data);
 		k->data = plain;
 		r = 0;
 	} else
 		wipe(&plain);
 out:
-	if (file != NULL) {
-		unlink(file);
-		free(file);
+	if (fd != -1) {
+		(void)ftruncate(fd, 0);
+		close(fd);
 	}
-	rmdir(dir);
-	free(dir);
 	return r;
 }
 
@@ -220,6 +240,7 @@ ssh_key_load(struct ssh_key *k, const char *path, const char *pass_env)
 	k->pass_env = pass_env != NULL ? xstrdup(pass_env) : NULL;
 	pass = pass_env != NULL ? getenv(pass_env) : NULL;
 	if (read_key(path, &k->data) != 0) {
+		k->transient = transient(errno);
 		k->problem = xstrdup(xstrerror(errno));
 		return;
 	}

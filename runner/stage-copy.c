@@ -135,15 +135,17 @@ copy_command(struct stage *st, const struct row *r, int local)
 	expand_row(&dest, stage_str(st, "dest", ""), r);
 	buf_adds(&s, "set -e; d=");
 	shell_quote(&s, dest.data != NULL ? dest.data : "");
-	buf_adds(&s, "; t=$(mktemp \"$d.reops.XXXXXX\"); "
-	    "trap 'rm -f \"$t\"' EXIT; ");
+	/* Every operand after "--": dest may begin with a dash. */
+	buf_adds(&s, "; t=$(mktemp -- \"$d.reops.XXXXXX\"); "
+	    "trap 'rm -f -- \"$t\"' EXIT; ");
 	if (local) {
 		buf_adds(&s, "cat -- ");
 		shell_quote(&s, c->path);
 		buf_adds(&s, " >\"$t\"; ");
 	} else
 		buf_adds(&s, "cat >\"$t\"; ");
-	buf_printf(&s, "chmod %s \"$t\"; mv -f \"$t\" \"$d\"; trap - EXIT; "
+	buf_printf(&s, "chmod %s -- \"$t\"; mv -f -- \"$t\" \"$d\"; "
+	    "trap - EXIT; "
 	    "if command -v sha256sum >/dev/null 2>&1; then "
 	    "sha256sum <\"$d\"; fi", c->mode);
 	if (stage_bool(st, "sudo", 0)) {

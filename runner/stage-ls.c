@@ -49,7 +49,14 @@ ls_command(struct buf *cmd, struct stage *st, const struct row *r)
 	buf_adds(cmd, "ls ");
 	if (stage_arg(st, "flags") != NULL)
 		buf_printf(cmd, "%s ", stage_str(st, "flags", ""));
+	/*
+	 * "--" ends the options, unless a flag that takes an argument
+	 * (GNU ls -I, -w, --sort...) takes it as its own: so a path that
+	 * begins with a dash is also made one that cannot be an option.
+	 */
 	buf_adds(cmd, "-- ");
+	if (path.data != NULL && path.data[0] == '-')
+		buf_adds(cmd, "./");
 	shell_quote(cmd, path.data != NULL ? path.data : ".");
 	buf_free(&path);
 }
