@@ -985,7 +985,7 @@ tcp_try(struct conn *c, struct slot *sl)
 	/* Out of descriptors here is ours, not the host's: it may pass. */
 	if (c->connect_errno == EMFILE || c->connect_errno == ENFILE) {
 		conn_dead(c, "unable to open a socket for %s port %d: %s",
-		    c->addr, c->port, strerror(c->connect_errno));
+		    c->addr, c->port, xstrerror(c->connect_errno));
 		c->ours = 1;
 		return -1;
 	}

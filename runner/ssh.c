@@ -775,7 +775,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			wait_ms = INTERRUPT_POLL_MS;
 		if (poll(pfd, (nfds_t)(np + sc->njumps), wait_ms) == -1 &&
 		    errno != EINTR) {
-			log_warn("ssh: poll: %s", strerror(errno));
+			log_warn("ssh: poll: %s", xstrerror(errno));
 			r = -1;
 			break;
 		}
