@@ -259,6 +259,9 @@ req_exec(struct server *s, const struct request *r)
 	j->pid = -1;
 	j->pidfd = j->fd[0] = j->fd[1] = -1;
 	buf_init(&j->pending);
+	if (s->njobs >= (size_t)s->conf->jobs)
+		agent_log(LOG_INFO, "runner %s request %u: queued behind %zu "
+		    "running", r->key, (unsigned)j->id, s->running);
 	s->jobs = xreallocarray(s->jobs, s->njobs + 1, sizeof s->jobs[0]);
 	s->jobs[s->njobs++] = j;
 }

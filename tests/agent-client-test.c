@@ -6,7 +6,8 @@
  *       endpoint action [argument...]
  *
  * Actions: ping, facts, exec [-D deadline-ms] command, exec-kill command
- * (kills the request once it has printed something), put path mode (the
+ * (kills the request once it has printed something), kill id (of a
+ * request of this connection: none), put path mode (the
  * content on stdin), flood count (malformed frames, each must get an error
  * reply), churn count (connections opened and dropped), oversize bytes.
  *
@@ -180,6 +181,23 @@ do_exec(const char *command, uint32_t deadline, int kill_after_output)
 			rc = print_result(&r);
 		agent_reply_free(&r);
 	}
+	agent_client_close(c);
+	return rc;
+}
+
+static int
+do_kill(uint32_t target)
+{
+	struct agent_client	*c = open_client();
+	struct agent_reply	 r;
+	struct err		 e;
+	int			 rc;
+
+	if (agent_client_kill(c, 1, target, &e) == -1)
+		die(255, "%s", e.msg);
+	next_reply(c, &r);
+	rc = print_result(&r);
+	agent_reply_free(&r);
 	agent_client_close(c);
 	return rc;
 }
@@ -390,6 +408,8 @@ main(int argc, char *argv[])
 		rc = do_exec(argv[2], 0, 0);
 	else if (strcmp(action, "exec-kill") == 0 && argc == 3)
 		rc = do_exec(argv[2], 0, 1);
+	else if (strcmp(action, "kill") == 0 && argc == 3)
+		rc = do_kill((uint32_t)atol(argv[2]));
 	else if (strcmp(action, "put") == 0 && argc == 4)
 		rc = do_put(argv[2], argv[3]);
 	else if (strcmp(action, "flood") == 0 && argc == 3)
