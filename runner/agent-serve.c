@@ -616,8 +616,10 @@ serve_message(struct server *s)
 	}
 	rc = frame_decode(&f, zmq_msg_data(&msg), zmq_msg_size(&msg), why,
 	    sizeof why);
-	if (rc == FRAME_EOK && (f.type > FRAME_REQUEST_LAST ||
-	    handlers[f.type].fn == NULL)) {
+	/* A reply type is not a request, whatever its fields. */
+	if ((rc == FRAME_EOK || rc == FRAME_EMALFORMED) &&
+	    zmq_msg_size(&msg) >= FRAME_HEADER &&
+	    (f.type > FRAME_REQUEST_LAST || handlers[f.type].fn == NULL)) {
 		rc = FRAME_ETYPE;
 		snprintf(why, sizeof why, "%s is not a request",
 		    frame_type_name(f.type));

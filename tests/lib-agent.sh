@@ -109,6 +109,16 @@ client () {
 	    "$(cat "$name.endpoint")" "$@"
 }
 
+# client_bg NAME PIDFILE ACTION [ARG...]: client in the background, its
+# own pid (not a subshell's) in PIDFILE, its output in PIDFILE.out.
+client_bg () {
+	local name=$1 pidfile=$2
+	shift 2
+	( exec "$AGENT_CLIENT" -s agent.key.pub -k runner.key \
+	    "$(cat "$name.endpoint")" "$@" >"$pidfile.out" 2>&1 ) &
+	echo $! >"$pidfile"
+}
+
 # wait_gone PATTERN: waits (10 s at most) until no process's command line
 # starts with PATTERN (give each a unique one, e.g. "sleep 300.$$1").
 wait_gone () {

@@ -1,0 +1,127 @@
+#!/bin/bash
+# t5010: who may talk to reops-agent: only CURVE clients whose key is in
+# AUTHORIZED, re-read on SIGHUP; the client names a refused key and a
+# wrong agent key as such, never as a timeout.
+. "$SRCDIR/tests/test-lib.sh"
+. "$SRCDIR/tests/lib-agent.sh"
+
+PY=/usr/bin/python3
+
+# mech.py ENDPOINT null|plain: one ping over that mechanism; prints the
+# handshake events the socket monitor saw and whether a reply came.
+cat >mech.py <<\EOF
+import struct, sys, time
+import zmq, zmq.utils.monitor
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.linger = 0
+if sys.argv[2] == "plain":
+    s.plain_username = b"runner"
+    s.plain_password = b"secret"
+m = s.get_monitor_socket()
+s.connect(sys.argv[1])
+s.send(bytes([1, 4]) + struct.pack(">I", 1))
+names = {zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake-failed",
+         zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake-failed",
+         zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake-failed",
+         zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake-succeeded"}
+seen, reply, until = [], None, time.time() + 10
+while time.time() < until and reply is None and \
+        "handshake-failed" not in seen:
+    p = zmq.Poller()
+    p.register(s, zmq.POLLIN)
+    p.register(m, zmq.POLLIN)
+    ev = dict(p.poll(100))
+    if m in ev:
+        e = zmq.utils.monitor.recv_monitor_message(m)
+        if e["event"] in names:
+            seen.append(names[e["event"]])
+    if s in ev:
+        reply = s.recv()
+print(" ".join(seen) or "nothing")
+print("no reply" if reply is None else "reply")
+EOF
+
+test_expect_success 'start an agent on 127.0.0.51' '
+	agent_keys &&
+	reops_agent --keygen other.key >/dev/null &&
+	agent_start a1 127.0.0.51
+'
+
+test_expect_success 'an authorized runner is admitted, and the log says so' '
+	client a1 ping >out &&
+	test_grep "admitted runner $(sed -e "s/[]^$.*+?(){}|[\\]/\\\\&/g" \
+	    runner.key.pub) from 127\.0\.0\.1" a1.log
+'
+
+test_expect_success 'a runner key not in AUTHORIZED is named as a ZAP refusal' '
+	test_exit 255 "$AGENT_CLIENT" -t 10000 -s agent.key.pub -k other.key \
+	    "$(cat a1.endpoint)" ping 2>err &&
+	test_grep "refused this runner.s key \(ZAP status 400\)" err &&
+	wait_file a1.log "refused runner .* not an authorized key"
+'
+
+test_expect_success 'a wrong agent key is named as a failed CURVE handshake' '
+	test_exit 255 "$AGENT_CLIENT" -t 10000 -s other.key.pub -k runner.key \
+	    "$(cat a1.endpoint)" ping 2>err &&
+	test_grep "CURVE handshake with .* failed: the agent.s key is not" err
+'
+
+test_expect_success 'nothing listening is said as such, at the timeout' '
+	test_exit 254 "$AGENT_CLIENT" -t 1000 -s agent.key.pub -k runner.key \
+	    tcp://127.0.0.51:9 ping 2>err &&
+	test_grep "no agent listening at" err
+'
+
+if $PY -c "import zmq" 2>/dev/null; then
+	test_expect_success 'a NULL client is refused and gets no reply' '
+		$PY mech.py "$(cat a1.endpoint)" null >out &&
+		printf "handshake-failed\nno reply\n" >expect &&
+		test_cmp expect out &&
+		wait_file a1.log "refused a connection on"
+	'
+
+	test_expect_success 'a PLAIN client is refused and gets no reply' '
+		$PY mech.py "$(cat a1.endpoint)" plain >out &&
+		printf "handshake-failed\nno reply\n" >expect &&
+		test_cmp expect out
+	'
+else
+	test_skip 'a NULL client is refused' 'no python3-zmq'
+	test_skip 'a PLAIN client is refused' 'no python3-zmq'
+fi
+
+test_expect_success 'SIGHUP re-reads AUTHORIZED: a new key is admitted' '
+	echo "$(cat other.key.pub) added later" >>authorized &&
+	kill -HUP "$(cat a1.agent-pid)" &&
+	wait_file a1.log "SIGHUP: 2 authorized keys" &&
+	"$AGENT_CLIENT" -s agent.key.pub -k other.key "$(cat a1.endpoint)" \
+	    ping >out &&
+	echo pong >expect && test_cmp expect out
+'
+
+test_expect_success 'SIGHUP with a bad AUTHORIZED keeps the keys it had' '
+	cp authorized authorized.good &&
+	echo "garbage" >>authorized &&
+	kill -HUP "$(cat a1.agent-pid)" &&
+	wait_file a1.log "SIGHUP: keeping the old keys: authorized:4:1: .garbage." &&
+	"$AGENT_CLIENT" -s agent.key.pub -k other.key "$(cat a1.endpoint)" \
+	    ping >out &&
+	test_cmp expect out
+'
+
+test_expect_success 'SIGHUP after a key is removed refuses it' '
+	grep -v -F "$(cat other.key.pub)" authorized.good >authorized &&
+	kill -HUP "$(cat a1.agent-pid)" &&
+	wait_file a1.log "SIGHUP: 1 authorized key from" &&
+	test_exit 255 "$AGENT_CLIENT" -t 10000 -s agent.key.pub -k other.key \
+	    "$(cat a1.endpoint)" ping 2>err &&
+	test_grep "ZAP status 400" err &&
+	client a1 ping
+'
+
+test_expect_success 'SIGTERM stops the agent with status 0' '
+	agent_stop a1
+'
+
+test_done
