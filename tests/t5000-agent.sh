@@ -163,6 +163,52 @@ test_expect_success 'the log names the runner key, the request and result' '
 	grep -F "runner $key request 1: exit code 3 signal 0" a1.log
 '
 
+test_expect_success 'the AUTHORIZED example of reops-agent(8) is read' '
+	sed -n "/^\.Sh AUTHORIZED FILE FORMAT/,/^\.Sh /p" \
+	    "$SRCDIR/man/reops-agent.8" |
+	    sed -n "/^\.Bd -literal/,/^\.Ed/p" | sed -e "1d" -e "\$d" >auth.ex &&
+	test $(wc -l <auth.ex) = 2 &&
+	cat runner.key.pub >>auth.ex &&
+	agent_start ex1 127.0.0.50 -a auth.ex && agent_stop ex1
+'
+
+# The "$ " lines of EXAMPLES, run as written in one shell; after the line
+# that starts the agent, wait until it listens.
+if ss -Htln "sport = :7707" 2>/dev/null | grep -q "127\.0\.0\.53:7707"; then
+	test_skip 'the EXAMPLES of reops-agent(8) run as written' \
+	    'port 7707 of 127.0.0.53 is in use'
+else
+	test_expect_success 'the EXAMPLES of reops-agent(8) run as written' '
+		mkdir ex && cd ex &&
+		sed -n "/^\.Sh EXAMPLES/,/^\.Sh /p" "$SRCDIR/man/reops-agent.8" |
+		    sed -n "s/^\\$ //p" >cmds &&
+		test $(wc -l <cmds) = 7 &&
+		PATH=$BUILDDIR:$PATH &&
+		while read -r line; do
+			eval "$line" 2>>agent.log </dev/null || return 1
+			case $line in
+			*"&")	echo $! >"$TRASH/ex2.agent-pid" &&
+				wait_file agent.log "listening on" || return 1 ;;
+			esac
+		done <cmds &&
+		wait_file agent.log "SIGHUP: 2 authorized keys" &&
+		for k in runner.key runner2.key; do
+			"$AGENT_CLIENT" -s agent.key.pub -k $k \
+			    tcp://127.0.0.53:7707 ping || return 1
+		done &&
+		kill -TERM %1 && wait %1 && echo 0 >"$TRASH/ex2.status"
+	'
+fi
+
+test_expect_success 'contrib/reops-agent.service gives the agent valid options' '
+	unit="$SRCDIR/contrib/reops-agent.service" &&
+	args=$(sed -n "s/^ExecStart=[^ ]*reops-agent //p" "$unit" |
+	    sed -e "s|/etc/reops/||g") &&
+	test "$args" = "-d -k agent.key -a authorized" &&
+	agent_start u1 127.0.0.50 $args && agent_stop u1 &&
+	test_grep "^ExecReload=/bin/kill -HUP \\\$MAINPID$" "$unit"
+'
+
 test_expect_success 'SIGTERM stops the agent with status 0' '
 	agent_stop a1
 '
