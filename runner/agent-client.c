@@ -165,6 +165,17 @@ agent_client_pollitems(struct agent_client *c, zmq_pollitem_t items[2])
 	items[1].events = ZMQ_POLLIN;
 }
 
+int
+agent_client_fds(struct agent_client *c, int fds[2])
+{
+	size_t	len = sizeof fds[0];
+
+	if (zmq_getsockopt(c->dealer, ZMQ_FD, &fds[0], &len) == -1)
+		return -1;
+	len = sizeof fds[1];
+	return zmq_getsockopt(c->monitor, ZMQ_FD, &fds[1], &len);
+}
+
 static void
 client_fail(struct agent_client *c, enum agent_fail f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

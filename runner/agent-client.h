@@ -67,6 +67,12 @@ void	agent_client_close(struct agent_client *);
 
 /* The two sockets to zmq_poll for ZMQ_POLLIN: the DEALER and its monitor. */
 void	agent_client_pollitems(struct agent_client *, zmq_pollitem_t[2]);
+/*
+ * The same as two file descriptors (ZMQ_FD) for a poll(2) loop. They are
+ * edge-triggered: when either is readable, call agent_client_recv until
+ * it returns 0; do the same after every send.
+ */
+int	agent_client_fds(struct agent_client *, int[2]);
 
 /* Requests; each returns 0, or -1 with e set. */
 int	agent_client_send(struct agent_client *, uint8_t, uint32_t,

@@ -665,7 +665,12 @@ serve_monitor(struct server *s)
 			    zmq_strerror((int)value));
 			break;
 		case ZMQ_EVENT_DISCONNECTED:
-			/* Find out at once whose requests lost their runner. */
+			/*
+			 * Closed by the runner, by a heartbeat timeout, or by
+			 * libzmq for a message far over -M. Find out at once
+			 * whose requests lost their runner.
+			 */
+			agent_log(LOG_INFO, "a connection on %s closed", addr);
 			s->keepalive_at = now_ms();
 			break;
 		}

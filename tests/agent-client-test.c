@@ -17,6 +17,7 @@
  * of type error exits 250; the -t timeout exits 254.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,14 +82,17 @@ open_client(void)
 	return c;
 }
 
-/* Waits for the next reply; dies on failure or at the timeout. */
+/*
+ * Waits for the next reply; dies on failure or at the timeout. It waits
+ * with poll(2) on agent_client_fds, as a runner's own loop would.
+ */
 static void
 next_reply(struct agent_client *c, struct agent_reply *r)
 {
-	zmq_pollitem_t	items[2];
+	struct pollfd	pfd[2];
 	struct err	e;
 	long long	left;
-	int		rc;
+	int		rc, fds[2];
 
 	for (;;) {
 		if ((rc = agent_client_recv(c, r, &e)) == 1)
@@ -102,8 +106,12 @@ next_reply(struct agent_client *c, struct agent_reply *r)
 				    endpoint);
 			die(254, "timed out waiting for '%s'", endpoint);
 		}
-		agent_client_pollitems(c, items);
-		zmq_poll(items, 2, left > 200 ? 200 : (int)left);
+		if (agent_client_fds(c, fds) == -1)
+			die(255, "ZMQ_FD: %s", zmq_strerror(zmq_errno()));
+		pfd[0].fd = fds[0];
+		pfd[1].fd = fds[1];
+		pfd[0].events = pfd[1].events = POLLIN;
+		poll(pfd, 2, left > 200 ? 200 : (int)left);
 	}
 }
 
