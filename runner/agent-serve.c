@@ -1,11 +1,11 @@
 /*
  * agent-serve.c: the one poll loop of reops-agent. It polls the ZAP
  * handler, the ROUTER socket every runner talks to, the ROUTER's monitor,
- * a signalfd, and for each running command its pidfd and its two pipes.
+ * a signalfd (SIGCHLD among others: pidfds are newer than some kernels an
+ * agent runs on, and than valgrind), and each running command's pipes.
  * Requests are dispatched through handlers[], indexed by the request type
  * of frame.h; nothing in a request can name anything else to run.
  */
-#include <sys/pidfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -44,7 +44,6 @@ struct job {
 	uint32_t	 deadline_ms;
 
 	pid_t		 pid;
-	int		 pidfd;
 	int		 fd[2];		/* stdout, stderr; -1 at EOF */
 	long long	 start, deadline_at, kill_at;
 	enum job_cause	 cause;
@@ -257,7 +256,7 @@ req_exec(struct server *s, const struct request *r)
 	j->command = xstrndup((const char *)r->f->b[0].p, r->f->b[0].len);
 	j->deadline_ms = r->f->u[0];
 	j->pid = -1;
-	j->pidfd = j->fd[0] = j->fd[1] = -1;
+	j->fd[0] = j->fd[1] = -1;
 	buf_init(&j->pending);
 	if (s->njobs >= (size_t)s->conf->jobs)
 		agent_log(LOG_INFO, "runner %s request %u: queued behind %zu "
@@ -374,15 +373,6 @@ job_start(struct server *s, struct job *j)
 	close(err[1]);
 	j->fd[0] = out[0];
 	j->fd[1] = err[0];
-	if ((j->pidfd = pidfd_open(j->pid, 0)) == -1) {
-		/* Without it we cannot wait in the loop; give up on this one. */
-		killpg(j->pid, SIGKILL);
-		waitpid(j->pid, NULL, 0);
-		close(j->fd[0]);
-		close(j->fd[1]);
-		j->fd[0] = j->fd[1] = -1;
-		return -1;
-	}
 	j->state = JOB_RUNNING;
 	s->running++;
 	j->start = now_ms();
@@ -483,7 +473,6 @@ job_finish(struct server *s, struct job *j)
 	if (job_flush(s, j) == -1)
 		return 0;
 	waitpid(j->pid, NULL, 0);
-	close(j->pidfd);
 	remove_job(s, j);
 	return 1;
 }
@@ -682,6 +671,7 @@ serve_signals(struct server *s)
 {
 	struct signalfd_siginfo	si;
 	struct err		e;
+	size_t			i;
 
 	while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
 		switch (si.ssi_signo) {
@@ -701,6 +691,13 @@ serve_signals(struct server *s)
 			agent_log(LOG_NOTICE, "stopping on signal %d",
 			    (int)si.ssi_signo);
 			s->stop = 1;
+			break;
+		case SIGCHLD:
+			/* Signals merge: look at every command. */
+			for (i = 0; i < s->njobs; i++)
+				if (s->jobs[i]->state == JOB_RUNNING &&
+				    !s->jobs[i]->exited)
+					job_exited(s->jobs[i]);
 			break;
 		}
 	}
@@ -821,7 +818,6 @@ stop_all(struct server *s)
 		if (j->state == JOB_RUNNING) {
 			killpg(j->pid, SIGKILL);
 			waitpid(j->pid, NULL, 0);
-			close(j->pidfd);
 			if (j->fd[0] != -1)
 				close(j->fd[0]);
 			if (j->fd[1] != -1)
@@ -856,6 +852,7 @@ agent_serve(struct agent_conf *c)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	if ((s.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
 		agent_log(LOG_ERR, "signalfd: %s", strerror(errno));
@@ -890,10 +887,10 @@ agent_serve(struct agent_conf *c)
 			}
 		}
 
-		items = xreallocarray(items, 4 + 3 * s.njobs, sizeof *items);
-		polled = xreallocarray(polled, 4 + 3 * s.njobs,
+		items = xreallocarray(items, 4 + 2 * s.njobs, sizeof *items);
+		polled = xreallocarray(polled, 4 + 2 * s.njobs,
 		    sizeof *polled);
-		memset(items, 0, (4 + 3 * s.njobs) * sizeof *items);
+		memset(items, 0, (4 + 2 * s.njobs) * sizeof *items);
 		items[0].socket = s.zap;
 		items[1].socket = s.router;
 		items[2].socket = s.monitor;
@@ -910,11 +907,6 @@ agent_serve(struct agent_conf *c)
 
 			if (j->state != JOB_RUNNING)
 				continue;
-			if (!j->exited) {
-				polled[n] = j;
-				items[n].fd = j->pidfd;
-				items[n++].events = ZMQ_POLLIN;
-			}
 			for (k = 0; k < 2; k++)
 				if (j->fd[k] != -1 && j->pending.len == 0) {
 					polled[n] = j;
@@ -957,15 +949,13 @@ agent_serve(struct agent_conf *c)
 					break;
 				serve_message(&s);
 			}
-		/* Pipes and pidfds; a job seen here is still in s.jobs. */
+		/* The pipes; a job seen here is still in s.jobs. */
 		for (i = 4; i < n; i++) {
 			struct job	*j = polled[i];
 
 			if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
 				continue;
-			if (items[i].fd == j->pidfd)
-				job_exited(j);
-			else if (items[i].fd == j->fd[0])
+			if (items[i].fd == j->fd[0])
 				job_read(&s, j, 0);
 			else if (items[i].fd == j->fd[1])
 				job_read(&s, j, 1);
