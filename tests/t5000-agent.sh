@@ -41,6 +41,13 @@ test_expect_success 'usage errors exit 2' '
 	reops_agent --help >out && test_grep "^usage: reops-agent" out
 '
 
+test_expect_success 'an endpoint that cannot be bound exits 1' '
+	agent_keys &&
+	test_exit 1 reops_agent -d -k agent.key -a authorized \
+	    -l tcp://192.0.2.1:7707 2>err &&
+	test_grep "unable to listen on .tcp://192.0.2.1:7707.: " err
+'
+
 test_expect_success 'a secret key others may read is refused' '
 	reops_agent --keygen k3 >/dev/null && chmod 644 k3 &&
 	: >auth && test_exit 2 reops_agent -d -k k3 -a auth 2>err &&
@@ -55,7 +62,6 @@ test_expect_success 'a bad line of AUTHORIZED is FILE:LINE:COL, exit 2' '
 '
 
 test_expect_success 'start an agent on 127.0.0.50' '
-	agent_keys &&
 	agent_start a1 127.0.0.50 -j 2 &&
 	test_grep "listening on tcp://127.0.0.50:[0-9]+, public key $(cat \
 	    agent.key.pub | sed -e "s/[]^$.*+?(){}|[\\]/\\\\&/g")" a1.log
@@ -84,6 +90,13 @@ test_expect_success 'exec: exit codes, signals and both streams' '
 test_expect_success 'exec: stdin is /dev/null, the command its own group' '
 	client a1 exec "cat; ps -o pid=,pgid= -p \$\$" >out &&
 	read -r pid pgid <out && test "$pid" = "$pgid"
+'
+
+test_expect_success 'exec: signals are as for any command, not the agent'\''s' '
+	client a1 exec "yes | head -n 1" >out 2>err &&
+	echo y >expect && test_cmp expect out && test_cmp /dev/null err &&
+	test_exit 129 client a1 exec "kill -HUP \$\$; echo survived" >out &&
+	test_cmp /dev/null out
 '
 
 test_expect_success 'exec: 10 MB of binary on each stream arrive whole' '
