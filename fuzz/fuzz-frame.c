@@ -21,7 +21,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int		 r;
 
 	r = frame_decode(&f, data, size, why, sizeof why);
-	if (r < FRAME_EOK || r > FRAME_EFAILED || why[0] == '\0')
+	if (r < FRAME_EOK || r > FRAME_ELAST || why[0] == '\0')
 		abort();
 	if (r != FRAME_EOK)
 		return 0;

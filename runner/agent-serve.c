@@ -560,6 +560,7 @@ serve_message(struct server *s)
 	struct request	 r;
 	const char	*user;
 	char		 why[256], key[AGENT_KEY_LEN + 1];
+	uint8_t		 raw[32];
 	int		 rc, more, multi = 0;
 
 	zmq_msg_init(&rid);
@@ -592,6 +593,17 @@ serve_message(struct server *s)
 	memset(&f, 0, sizeof f);
 	if (multi) {
 		send_error(s, &r, FRAME_EMALFORMED, "a request is one frame");
+		goto out;
+	}
+	/* A connection outlives a SIGHUP that removed its key: not its use. */
+	if (user == NULL || strlen(user) != AGENT_KEY_LEN ||
+	    zmq_z85_decode(raw, user) == NULL ||
+	    !agent_auth_has(&s->auth, raw)) {
+		if (zmq_msg_size(&msg) >= FRAME_HEADER)
+			frame_decode(&f, zmq_msg_data(&msg), FRAME_HEADER, why,
+			    sizeof why);
+		send_error(s, &r, FRAME_EREVOKED, "removed from the "
+		    "authorized keys");
 		goto out;
 	}
 	if ((long)zmq_msg_size(&msg) > s->conf->maxmsg) {

@@ -38,6 +38,7 @@ static const char *const frame_error_names[] = {
 	[FRAME_ENOREQUEST] = "no such request",
 	[FRAME_EDUPLICATE] = "request id in use",
 	[FRAME_EFAILED] = "request failed",
+	[FRAME_EREVOKED] = "key no longer authorized",
 };
 
 static const struct frame_spec *

@@ -51,7 +51,9 @@ enum frame_error {
 	FRAME_EBUSY = 5,	/* the queue is full */
 	FRAME_ENOREQUEST = 6,	/* kill: no such running request */
 	FRAME_EDUPLICATE = 7,	/* that request id is still running */
-	FRAME_EFAILED = 8	/* the request could not be carried out */
+	FRAME_EFAILED = 8,	/* the request could not be carried out */
+	FRAME_EREVOKED = 9,	/* the runner's key was removed on SIGHUP */
+	FRAME_ELAST = FRAME_EREVOKED
 };
 
 #define FRAME_STDOUT	1

@@ -5,7 +5,8 @@
  *   agent-client-test [-t ms] [-r file] -s server.pub -k runner.key \
  *       endpoint action [argument...]
  *
- * Actions: ping, facts, exec [-D deadline-ms] command, exec-kill command
+ * Actions: ping, facts, ping2 file (a ping, then another on the same
+ * connection once file exists), exec [-D deadline-ms] command, exec-kill command
  * (kills the request once it has printed something), kill id (of a
  * request of this connection: none), put path mode (the
  * content on stdin), flood count (malformed frames, each must get an error
@@ -189,6 +190,37 @@ do_exec(const char *command, uint32_t deadline, int kill_after_output)
 			rc = print_result(&r);
 		agent_reply_free(&r);
 	}
+	agent_client_close(c);
+	return rc;
+}
+
+/* A ping, then another on the same connection once path exists. */
+static int
+do_ping2(const char *path)
+{
+	struct agent_client	*c = open_client();
+	struct agent_reply	 r;
+	struct err		 e;
+	int			 rc;
+
+	if (agent_client_send(c, FRAME_PING, 1, NULL, 0, NULL, 0, &e) == -1)
+		die(255, "%s", e.msg);
+	next_reply(c, &r);
+	rc = print_result(&r);
+	agent_reply_free(&r);
+	if (rc != 0)
+		return rc;
+	fflush(stdout);
+	while (access(path, F_OK) == -1) {
+		if (now_ms() > give_up)
+			die(254, "'%s' never came", path);
+		usleep(20000);
+	}
+	if (agent_client_send(c, FRAME_PING, 2, NULL, 0, NULL, 0, &e) == -1)
+		die(255, "%s", e.msg);
+	next_reply(c, &r);
+	rc = print_result(&r);
+	agent_reply_free(&r);
 	agent_client_close(c);
 	return rc;
 }
@@ -416,6 +448,8 @@ main(int argc, char *argv[])
 		rc = do_exec(argv[2], 0, 0);
 	else if (strcmp(action, "exec-kill") == 0 && argc == 3)
 		rc = do_exec(argv[2], 0, 1);
+	else if (strcmp(action, "ping2") == 0 && argc == 3)
+		rc = do_ping2(argv[2]);
 	else if (strcmp(action, "kill") == 0 && argc == 3)
 		rc = do_kill((uint32_t)atol(argv[2]));
 	else if (strcmp(action, "put") == 0 && argc == 4)

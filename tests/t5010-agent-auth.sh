@@ -110,10 +110,18 @@ test_expect_success 'SIGHUP with a bad AUTHORIZED keeps the keys it had' '
 	test_cmp expect out
 '
 
-test_expect_success 'SIGHUP after a key is removed refuses it' '
+test_expect_success 'SIGHUP after a key is removed refuses it, even connected' '
+	cp authorized.good authorized &&
+	( "$AGENT_CLIENT" -s agent.key.pub -k other.key \
+	    "$(cat a1.endpoint)" ping2 go >held 2>held.err;
+	  echo $? >held.status ) &
+	wait_file held "^pong$" &&
 	grep -v -F "$(cat other.key.pub)" authorized.good >authorized &&
 	kill -HUP "$(cat a1.agent-pid)" &&
 	wait_file a1.log "SIGHUP: 1 authorized key from" &&
+	: >go && wait_file held.status . &&
+	echo 250 >expect && test_cmp expect held.status &&
+	test_grep "^error 9: key no longer authorized" held.err &&
 	test_exit 255 "$AGENT_CLIENT" -t 10000 -s agent.key.pub -k other.key \
 	    "$(cat a1.endpoint)" ping 2>err &&
 	test_grep "ZAP status 400" err &&
