@@ -154,6 +154,7 @@ main(int argc, char *argv[])
 	struct agent_conf	 c;
 	struct err		 e;
 	const char		*env;
+	char			*authorized;
 	int			 ch, rc;
 
 	memset(&c, 0, sizeof c);
@@ -221,6 +222,13 @@ main(int argc, char *argv[])
 		}
 		agent_auth_free(&a);
 	}
+	/* daemon(3) moves to /, and SIGHUP must find the same file. */
+	if ((authorized = realpath(c.authorized, NULL)) == NULL) {
+		fprintf(stderr, "reops-agent: '%s': %s\n", c.authorized,
+		    strerror(errno));
+		return EXIT_USAGE;
+	}
+	c.authorized = authorized;
 	/* Before any ZeroMQ thread exists: they would not survive a fork. */
 	if (!c.foreground) {
 		openlog("reops-agent", LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -233,5 +241,6 @@ main(int argc, char *argv[])
 	}
 	rc = agent_serve(&c);
 	explicit_bzero(c.secret, sizeof c.secret);
+	free(authorized);
 	return rc;
 }

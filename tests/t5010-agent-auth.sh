@@ -104,7 +104,7 @@ test_expect_success 'SIGHUP with a bad AUTHORIZED keeps the keys it had' '
 	cp authorized authorized.good &&
 	echo "garbage" >>authorized &&
 	kill -HUP "$(cat a1.agent-pid)" &&
-	wait_file a1.log "SIGHUP: keeping the old keys: authorized:4:1: .garbage." &&
+	wait_file a1.log "SIGHUP: keeping the old keys: /.*/authorized:4:1: .garbage." &&
 	"$AGENT_CLIENT" -s agent.key.pub -k other.key "$(cat a1.endpoint)" \
 	    ping >out &&
 	test_cmp expect out
@@ -126,6 +126,34 @@ test_expect_success 'SIGHUP after a key is removed refuses it, even connected' '
 	    "$(cat a1.endpoint)" ping 2>err &&
 	test_grep "ZAP status 400" err &&
 	client a1 ping
+'
+
+# Without -d the agent detaches into / and logs to syslog; its pid is
+# found through its own listening port.
+test_expect_success 'detached (no -d), SIGHUP still finds AUTHORIZED' '
+	cp authorized.good authorized &&
+	grep -v -F "$(cat other.key.pub)" authorized.good >authorized &&
+	port=$(( $(sed -e "s/.*://" a1.endpoint) + 1 )) &&
+	ep=tcp://127.0.0.55:$port &&
+	reops_agent -k agent.key -a authorized -l $ep &&
+	"$AGENT_CLIENT" -s agent.key.pub -k runner.key $ep ping &&
+	pid=$(ss -Htlnp "sport = :$port" | grep -o "pid=[0-9]*" | cut -d= -f2) &&
+	test -n "$pid" && echo "$pid" >d1.agent-pid &&
+	test "$(readlink /proc/$pid/cwd)" = / &&
+	cp authorized.good authorized &&
+	kill -HUP "$pid" &&
+	for i in $(seq 100); do
+		"$AGENT_CLIENT" -t 2000 -s agent.key.pub -k other.key $ep \
+		    ping >/dev/null 2>&1 && break
+		sleep 0.1
+	done &&
+	"$AGENT_CLIENT" -s agent.key.pub -k other.key $ep ping &&
+	kill -TERM "$pid" &&
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done &&
+	! kill -0 "$pid" 2>/dev/null && echo 0 >d1.status
 '
 
 test_expect_success 'SIGTERM stops the agent with status 0' '
