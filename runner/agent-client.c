@@ -243,9 +243,19 @@ client_events(struct agent_client *c)
 			    "given, or it is not a reops-agent", c->endpoint);
 			break;
 		case ZMQ_EVENT_DISCONNECTED:
+			/*
+			 * Before a handshake, a reops-agent closes only after
+			 * a failure it has already told (above); a silent
+			 * close is something else on the port.
+			 */
 			if (c->ready)
 				client_fail(c, AGENT_EDISCONNECTED, "the agent "
 				    "at '%s' closed the connection",
+				    c->endpoint);
+			else
+				client_fail(c, AGENT_EHANDSHAKE, "'%s' closed "
+				    "the connection before the CURVE "
+				    "handshake: it is not a reops-agent",
 				    c->endpoint);
 			break;
 		case ZMQ_EVENT_CONNECT_RETRIED:

@@ -73,6 +73,32 @@ test_expect_success 'nothing listening is said as such, at the timeout' '
 	test_grep "no agent listening at" err
 '
 
+# Something else on the port: it answers with an ssh banner and closes.
+test_expect_success 'a port that does not speak ZMTP is named, not a timeout' '
+	port=$(( $(sed -e "s/.*://" a1.endpoint) + 2 )) &&
+	{ $PY - 127.0.0.51 $port >junk.out <<-\EOF &
+	import socket, sys
+	s = socket.socket()
+	s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	s.bind((sys.argv[1], int(sys.argv[2])))
+	s.listen(16)
+	print("ready", flush=True)
+	s.settimeout(20)
+	try:
+	    while True:
+	        c, _ = s.accept()
+	        c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + b"x" * 64)
+	        c.close()
+	except socket.timeout:
+	    pass
+	EOF
+	} &&
+	wait_file junk.out "^ready$" &&
+	test_exit 255 "$AGENT_CLIENT" -t 10000 -s agent.key.pub -k runner.key \
+	    tcp://127.0.0.51:$port ping 2>err &&
+	test_grep "closed the connection before the CURVE handshake: it is not a reops-agent" err
+'
+
 if $PY -c "import zmq" 2>/dev/null; then
 	test_expect_success 'a NULL client is refused and gets no reply' '
 		$PY mech.py "$(cat a1.endpoint)" null >out &&
