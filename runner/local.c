@@ -4,6 +4,7 @@
  * stderr and pidfd, so no child ever blocks on a full pipe, and a deadline
  * kills the whole process group.
  */
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "secret.h"
 
 #define KILL_GRACE_MS	1000
 
@@ -44,7 +46,7 @@ pidfd_open_(pid_t pid)
 }
 
 static void
-child(const char *command, int out, int err)
+child(const char *command, int in, int out, int err)
 {
 	sigset_t	set;
 	int		null;
@@ -54,7 +56,9 @@ child(const char *command, int out, int err)
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
-	if ((null = open("/dev/null", O_RDONLY)) != -1 && null != 0) {
+	if (in != -1)
+		dup2(in, 0);
+	else if ((null = open("/dev/null", O_RDONLY)) != -1 && null != 0) {
 		dup2(null, 0);
 		close(null);
 	}
@@ -68,10 +72,42 @@ child(const char *command, int out, int err)
 	_exit(127);
 }
 
+/*
+ * A job's input (secrets' values) as an anonymous file in memory: read
+ * from the start, never on disk, gone with the last descriptor.
+ */
+static int
+input_fd(const struct job *j)
+{
+	size_t	off = 0;
+	ssize_t	n;
+	int	fd;
+
+	if (j->input == NULL)
+		return -1;
+	if ((fd = memfd_create("reops-run-input", MFD_CLOEXEC)) == -1)
+		return -2;
+	while (off < j->input_len) {
+		n = write(fd, j->input + off, j->input_len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			return -2;
+		}
+		off += (size_t)n;
+	}
+	if (lseek(fd, 0, SEEK_SET) == -1) {
+		close(fd);
+		return -2;
+	}
+	return fd;
+}
+
 static int
 start(struct proc *p, struct job *j)
 {
-	int	out[2], err[2];
+	int	out[2], err[2], in;
 
 	memset(p, 0, sizeof *p);
 	p->job = j;
@@ -79,22 +115,26 @@ start(struct proc *p, struct job *j)
 	buf_reset(&j->row->out);
 	buf_reset(&j->row->err);
 	p->start = now_ms();
-	if (pipe2(out, O_CLOEXEC) == -1)
+	if ((in = input_fd(j)) == -2)
 		return -1;
+	if (pipe2(out, O_CLOEXEC) == -1)
+		goto fail;
 	if (pipe2(err, O_CLOEXEC) == -1) {
 		close(out[0]);
 		close(out[1]);
-		return -1;
+		goto fail;
 	}
 	if ((p->pid = fork()) == -1) {
 		close(out[0]);
 		close(out[1]);
 		close(err[0]);
 		close(err[1]);
-		return -1;
+		goto fail;
 	}
 	if (p->pid == 0)
-		child(j->command, out[1], err[1]);
+		child(j->command, in, out[1], err[1]);
+	if (in != -1)
+		close(in);
 	setpgid(p->pid, p->pid);
 	close(out[1]);
 	close(err[1]);
@@ -106,6 +146,10 @@ start(struct proc *p, struct job *j)
 	if (j->timeout > 0)
 		p->deadline = p->start + (long long)j->timeout * 1000;
 	return 0;
+fail:
+	if (in != -1)
+		close(in);
+	return -1;
 }
 
 static void
@@ -203,6 +247,7 @@ finish(struct proc *p)
 		r->code = -1;
 		r->status = ST_FAILED;
 	}
+	secret_mask_row(r);
 }
 
 static void

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pipeline.h"
+#include "secret.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
     "systems", "params", "stages", NULL };
@@ -51,7 +52,7 @@ row_variable(const char *name, size_t len)
 	    (len == 5 && strncmp(name, "group", 5) == 0);
 }
 
-static const char *
+static const struct param *
 param_get(const struct pipeline *p, const char *name, size_t len)
 {
 	size_t	i;
@@ -59,11 +60,12 @@ param_get(const struct pipeline *p, const char *name, size_t len)
 	for (i = 0; i < p->nparams; i++)
 		if (strlen(p->params[i].name) == len &&
 		    strncmp(p->params[i].name, name, len) == 0)
-			return p->params[i].value;
+			return &p->params[i];
 	return NULL;
 }
 
-static void
+/* Valid until the next param_set. */
+static struct param *
 param_set(struct pipeline *p, const char *name, const char *value)
 {
 	size_t	i;
@@ -71,14 +73,15 @@ param_set(struct pipeline *p, const char *name, const char *value)
 	for (i = 0; i < p->nparams; i++) {
 		if (strcmp(p->params[i].name, name) == 0) {
 			p->params[i].value = value;
-			return;
+			return &p->params[i];
 		}
 	}
 	p->params = xreallocarray(p->params, p->nparams + 1,
 	    sizeof *p->params);
+	memset(&p->params[p->nparams], 0, sizeof *p->params);
 	p->params[p->nparams].name = name;
 	p->params[p->nparams].value = value;
-	p->nparams++;
+	return &p->params[p->nparams++];
 }
 
 static void
@@ -100,7 +103,8 @@ static int
 expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 {
 	struct buf	 b;
-	const char	*s = n->str, *end, *v, *near, **names;
+	const struct param *v;
+	const char	*s = n->str, *end, *near, **names;
 	size_t		 i, len;
 	int		 changed = 0, quote;
 
@@ -165,10 +169,21 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 			buf_free(&b);
 			return -1;
 		}
-		if (quote)
-			shell_quote(&b, v);
+		if (v->secret && n != p->secret_ok) {
+			buf_free(&b);
+			return err_at(e, n->file, n->line,
+			    node_col_at(n, (size_t)(s - n->str)), "secret "
+			    "parameter '${%s}' may only be used in the command "
+			    "of an exec stage", v->name);
+		}
+		/* A secret's reference is one quoted word already. */
+		if (v->secret) {
+			secret_ref(&b, v->name);
+			p->secret_used = 1;
+		} else if (quote)
+			shell_quote(&b, v->value);
 		else
-			buf_adds(&b, v);
+			buf_adds(&b, v->value);
 		mark_used(p->ov, s + 2, len);
 		s = end + 1;
 		changed = 1;
@@ -200,6 +215,33 @@ expand_tree(struct pipeline *p, struct node *n, struct err *e)
 			return -1;
 	}
 	return 0;
+}
+
+/*
+ * expand_tree, where exec's command may use secrets: it then reads their
+ * values from stdin first (SECRET_PREAMBLE), inside any sudo.
+ */
+static int
+secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
+    struct node *v, struct err *e)
+{
+	struct node	*cmd;
+	char		*s;
+	int		 r;
+
+	cmd = strcmp(ent->name, "exec") == 0 ? node_get(v, "command") : NULL;
+	p->secret_ok = cmd;
+	p->secret_used = 0;
+	r = expand_tree(p, v, e);
+	if (r == 0 && p->secret_used) {
+		s = xasprintf("%s%s", SECRET_PREAMBLE, cmd->str);
+		cmd->len = strlen(s);
+		cmd->str = doc_strdup(p->doc, s, cmd->len);
+		free(s);
+	}
+	p->secret_ok = NULL;
+	p->secret_used = 0;
+	return r;
 }
 
 static int
@@ -330,7 +372,7 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 		allowed[n] = NULL;
 		snprintf(what, sizeof what, "stage '%s'", ent->name);
 		if (node_check_keys(v, allowed, what, e) != 0 ||
-		    expand_tree(p, v, e) != 0)
+		    secret_expand_tree(p, ent, v, e) != 0)
 			return -1;
 		for (i = 0; i < map_nkeys(v); i++) {
 			k = find_key(ent, map_key(v, i)->str);
@@ -485,17 +527,164 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
 }
 
 static int
+valid_env_name(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+	    *s == '_'))
+		return 0;
+	for (s++; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '_'))
+			return 0;
+	return 1;
+}
+
+static int
+secret_in_file(struct err *e, const struct node *n, const char *name)
+{
+	return node_err(e, n, "parameter '%s' is secret: its value comes from "
+	    "the environment, --set-file or --set, never from a pipeline file",
+	    name);
+}
+
+static const char *const param_keys[] = { "value", "secret", "env", NULL };
+
+/*
+ * One entry of params: a default value, or { value: DEFAULT, env: NAME,
+ * secret: BOOL }. An environment variable that is set and not empty wins
+ * over the default. Once secret, a parameter stays secret in the files it
+ * includes.
+ */
+static int
+load_param(struct pipeline *p, const struct node *k, const struct node *v,
+    struct err *e)
+{
+	const struct node	*val = NULL, *sec, *env = NULL;
+	const struct param	*old;
+	struct param		*prm;
+	const char		*value = NULL, *ev;
+	char			 what[160];
+	int			 secret = 0;
+
+	if (v->type == NODE_SCALAR)
+		val = v;
+	else if (v->type == NODE_MAP) {
+		snprintf(what, sizeof what, "parameter '%s'", k->str);
+		if (node_check_keys(v, param_keys, what, e) != 0)
+			return -1;
+		if ((sec = node_get(v, "secret")) != NULL &&
+		    node_as_bool(sec, &secret) != 0)
+			return node_err(e, sec, "'secret' of parameter '%s' "
+			    "must be true or false", k->str);
+		if ((val = node_get(v, "value")) != NULL &&
+		    val->type != NODE_SCALAR)
+			return node_err(e, val, "'value' of parameter '%s' "
+			    "must be a string, not a %s", k->str,
+			    node_type_name(val));
+		if ((env = node_get(v, "env")) != NULL &&
+		    (env->type != NODE_SCALAR || !valid_env_name(env->str)))
+			return node_err(e, env, "'env' of parameter '%s' must "
+			    "be the name of an environment variable: letters, "
+			    "digits and '_', not starting with a digit",
+			    k->str);
+		if (env != NULL && (ev = getenv(env->str)) != NULL &&
+		    *ev != '\0')
+			value = doc_strdup(p->doc, ev, strlen(ev));
+	} else
+		return node_err(e, v, "parameter '%s' must be a string or a "
+		    "mapping of 'value', 'env' and 'secret', not a list",
+		    k->str);
+	old = param_get(p, k->str, strlen(k->str));
+	if (old != NULL && old->secret)
+		secret = 1;
+	if (secret && val != NULL)
+		return secret_in_file(e, val, k->str);
+	if (value == NULL && val != NULL)
+		value = val->str;
+	if (value == NULL && old != NULL)
+		value = old->value;
+	prm = param_set(p, k->str, value);
+	prm->secret = secret;
+	prm->where = k;
+	if (env != NULL)
+		prm->env = env->str;
+	return 0;
+}
+
+/* Every parameter has a value, and no two secrets share a variable. */
+static int
+check_params(struct pipeline *p, const struct overrides *ov,
+    struct err *e)
+{
+	const struct param	*a, *b;
+	struct buf		 va, vb;
+	size_t			 i, j;
+	int			 r = 0;
+
+	for (i = 0; i < p->nparams && r == 0; i++) {
+		a = &p->params[i];
+		if (a->value != NULL && (!a->secret || *a->value != '\0'))
+			continue;
+		if (a->secret && ov->check)
+			continue;
+		if (a->env != NULL)
+			r = node_err(e, a->where, "%sparameter '%s' has no "
+			    "value: set the environment variable '%s', or give "
+			    "--set-file %s=FILE", a->secret ? "secret " : "",
+			    a->name, a->env, a->name);
+		else
+			r = node_err(e, a->where, "%sparameter '%s' has no "
+			    "value: give --set-file %s=FILE or --set %s=VALUE",
+			    a->secret ? "secret " : "", a->name, a->name,
+			    a->name);
+	}
+	buf_init(&va);
+	buf_init(&vb);
+	for (i = 0; i < p->nparams && r == 0; i++) {
+		for (j = i + 1; j < p->nparams && r == 0; j++) {
+			a = &p->params[i];
+			b = &p->params[j];
+			if (!a->secret || !b->secret)
+				continue;
+			buf_reset(&va);
+			buf_reset(&vb);
+			secret_var(&va, a->name);
+			secret_var(&vb, b->name);
+			if (strcmp(va.data, vb.data) == 0)
+				r = node_err(e, b->where != NULL ? b->where :
+				    a->where, "secret parameters '%s' and '%s' "
+				    "would share the shell variable '%s'; rename "
+				    "one", a->name, b->name, va.data);
+		}
+	}
+	buf_free(&va);
+	buf_free(&vb);
+	if (r != 0)
+		return -1;
+	for (i = 0; i < p->nparams; i++)
+		if (p->params[i].secret && p->params[i].value != NULL)
+			secret_register(p->params[i].value);
+	return 0;
+}
+
+static int
 load_params(struct pipeline *p, const struct node *root,
     const struct scope *parent, const struct node *incparams,
     struct overrides *ov, struct err *e)
 {
 	const struct node	*params, *k, *v;
+	const struct param	*old;
+	struct param		*prm;
 	size_t			 i;
 
 	if (parent != NULL)
-		for (i = 0; i < parent->n; i++)
-			param_set(p, parent->params[i].name,
+		for (i = 0; i < parent->n; i++) {
+			prm = param_set(p, parent->params[i].name,
 			    parent->params[i].value);
+			prm->secret = parent->params[i].secret;
+			prm->where = parent->params[i].where;
+			prm->env = parent->params[i].env;
+		}
 	params = node_get(root, "params");
 	if (params != NULL && !node_is_null(params)) {
 		if (node_want(params, NODE_MAP, "'params'", e) != 0)
@@ -507,11 +696,8 @@ load_params(struct pipeline *p, const struct node *root,
 				return node_err(e, k, "invalid parameter name "
 				    "'%s': use letters, digits, '_' and '-', "
 				    "starting with a letter or '_'", k->str);
-			if (v->type != NODE_SCALAR)
-				return node_err(e, v, "parameter '%s' must be "
-				    "a string, not a %s", k->str,
-				    node_type_name(v));
-			param_set(p, k->str, v->str);
+			if (load_param(p, k, v, e) != 0)
+				return -1;
 			for (size_t j = 0; j < ov->n; j++)
 				if (strcmp(ov->keys[j], k->str) == 0)
 					ov->used[j] = 1;
@@ -525,13 +711,16 @@ load_params(struct pipeline *p, const struct node *root,
 				return node_err(e, v, "parameter '%s' must be "
 				    "a string, not a %s", k->str,
 				    node_type_name(v));
+			old = param_get(p, k->str, strlen(k->str));
+			if (old != NULL && old->secret)
+				return secret_in_file(e, v, k->str);
 			param_set(p, k->str, v->str);
 		}
 	}
 	/* --set wins over everything the files say. */
 	for (i = 0; i < ov->n; i++)
 		param_set(p, ov->keys[i], ov->values[i]);
-	return 0;
+	return check_params(p, ov, e);
 }
 
 /* The key of whichever of a and b comes later in the mapping. */

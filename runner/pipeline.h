@@ -11,7 +11,10 @@
 
 struct param {
 	const char	*name;
-	const char	*value;
+	const char	*value;		/* NULL: a secret not given (--check) */
+	int		 secret;	/* see secret.h */
+	const struct node *where;	/* its declaration, or NULL */
+	const char	*env;		/* the variable it is read from */
 };
 
 struct overrides;
@@ -29,6 +32,8 @@ struct pipeline {
 	struct stage	*stages;
 	size_t		 nstages;
 	struct overrides *ov;
+	const struct node *secret_ok;	/* the node a secret may be used in */
+	int		 secret_used;	/* ... and was */
 };
 
 #define SEL_HOSTS	0
@@ -40,6 +45,7 @@ struct overrides {
 	char		**values;
 	unsigned char	 *used;
 	size_t		  n;
+	int		  check;	/* --check: secrets may have no value */
 };
 
 int	pipeline_load(const char *, struct overrides *, struct pipeline **,

@@ -15,12 +15,13 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 
 static const char usage_text[] =
 "usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
 "                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
-"                 [--set name=value] pipeline ...\n"
+"                 [--set name=value] [--set-file name=file] pipeline ...\n"
 "       reops-run --list-stages\n"
 "       reops-run --version\n";
 
@@ -30,6 +31,7 @@ enum {
 	OPT_JSON,
 	OPT_LIST_STAGES,
 	OPT_SET,
+	OPT_SET_FILE,
 	OPT_VERSION,
 	OPT_HELP
 };
@@ -45,6 +47,7 @@ static const struct option long_options[] = {
 	{ "list-stages", no_argument, NULL, OPT_LIST_STAGES },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "set", required_argument, NULL, OPT_SET },
+	{ "set-file", required_argument, NULL, OPT_SET_FILE },
 	{ "timeout", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -86,13 +89,44 @@ number(const char *s, int lo, int hi, int *out)
 	return 0;
 }
 
+/* An error may quote what a file or a host said: secrets are masked. */
 static void
 print_error(const struct err *e)
 {
-	if (e->located)
-		fprintf(stderr, "%s\n", e->msg);
-	else
-		fprintf(stderr, "reops-run: %s\n", e->msg);
+	struct buf	b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s%s\n", e->located ? "" : "reops-run: ", e->msg);
+	secret_mask_buf(&b);
+	fputs(b.data, stderr);
+	buf_free(&b);
+}
+
+/* --set NAME=VALUE and --set-file NAME=FILE; the values are ours to free. */
+static int
+add_override(struct overrides *ov, const char *opt, const char *arg)
+{
+	struct err	 e;
+	const char	*eq;
+	char		*value;
+
+	if ((eq = strchr(arg, '=')) == NULL || eq == arg)
+		return usage_error("%s takes name=%s, not '%s'", opt,
+		    strcmp(opt, "--set") == 0 ? "value" : "file", arg);
+	if (strcmp(opt, "--set") == 0)
+		value = xstrdup(eq + 1);
+	else if (secret_read_file(eq + 1, &value, &e) != 0) {
+		fprintf(stderr, "reops-run: --set-file %.*s: %s\n",
+		    (int)(eq - arg), arg, e.msg);
+		return EXIT_USAGE;
+	}
+	ov->keys = xreallocarray(ov->keys, ov->n + 1, sizeof *ov->keys);
+	ov->values = xreallocarray(ov->values, ov->n + 1,
+	    sizeof *ov->values);
+	ov->keys[ov->n] = xstrndup(arg, (size_t)(eq - arg));
+	ov->values[ov->n] = value;
+	ov->n++;
+	return 0;
 }
 
 static void
@@ -139,8 +173,8 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
 }
 
 /* What --check prints: the targets, then the stages that would run. */
-void
-print_plan(FILE *f, const struct pipeline *p, const struct target *t,
+static void
+plan_write(FILE *f, const struct pipeline *p, const struct target *t,
     size_t n, int systems)
 {
 	size_t	i;
@@ -162,6 +196,34 @@ print_plan(FILE *f, const struct pipeline *p, const struct target *t,
 	}
 	fprintf(f, "stages:\n");
 	plan_stages(f, p, "");
+}
+
+/* The plan is written whole, with any secret in it masked. */
+void
+print_plan(FILE *f, const struct pipeline *p, const struct target *t,
+    size_t n, int systems)
+{
+	struct buf	 b;
+	FILE		*mem;
+	char		*data = NULL;
+	size_t		 len = 0;
+
+	/* Never unmasked: without memory for it, no plan (as xmalloc). */
+	if ((mem = open_memstream(&data, &len)) == NULL) {
+		fputs("reops-run: out of memory\n", stderr);
+		exit(EXIT_INTERNAL);
+	}
+	plan_write(mem, p, t, n, systems);
+	if (fclose(mem) != 0) {
+		fputs("reops-run: out of memory\n", stderr);
+		exit(EXIT_INTERNAL);
+	}
+	buf_init(&b);
+	buf_add(&b, data, len);
+	free(data);
+	secret_mask_buf(&b);
+	fwrite(b.data, 1, b.len, f);
+	buf_free(&b);
 }
 
 static struct table *
@@ -261,7 +323,6 @@ main(int argc, char **argv)
 	struct sigaction	 sa;
 	struct stat		 sb;
 	const char		*nc;
-	char			*eq;
 	int			 ch, npl = 0, i, status = EXIT_OK, have_limit = 0;
 	size_t			 k;
 
@@ -325,18 +386,12 @@ main(int argc, char **argv)
 			list_stages();
 			return EXIT_OK;
 		case OPT_SET:
-			if ((eq = strchr(optarg, '=')) == NULL ||
-			    eq == optarg)
-				return usage_error("--set takes name=value, not "
-				    "'%s'", optarg);
-			ov.keys = xreallocarray(ov.keys, ov.n + 1,
-			    sizeof *ov.keys);
-			ov.values = xreallocarray(ov.values, ov.n + 1,
-			    sizeof *ov.values);
-			ov.keys[ov.n] = xstrndup(optarg,
-			    (size_t)(eq - optarg));
-			ov.values[ov.n] = eq + 1;
-			ov.n++;
+		case OPT_SET_FILE:
+			if (add_override(&ov, ch == OPT_SET ? "--set" :
+			    "--set-file", optarg) != 0) {
+				status = EXIT_USAGE;
+				goto out;
+			}
 			break;
 		case OPT_VERSION:
 			printf("reops-run %s\n", PACKAGE_VERSION);
@@ -351,12 +406,17 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0)
-		return usage_error("%s", "no pipeline given");
-	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0)
-		return usage_error("unable to read ssh config '%s': %s",
+	if (argc == 0) {
+		status = usage_error("%s", "no pipeline given");
+		goto out;
+	}
+	if (opt.ssh_config != NULL && access(opt.ssh_config, R_OK) != 0) {
+		status = usage_error("unable to read ssh config '%s': %s",
 		    opt.ssh_config, strerror(errno));
+		goto out;
+	}
 	ov.used = xcalloc(ov.n + 1, 1);
+	ov.check = opt.check;
 
 	/* Load and check everything first: nothing runs on bad input. */
 	if (opt.inventory != NULL)
@@ -474,8 +534,12 @@ out:
 	if (have_limit)
 		selector_free(&limit);
 	inventory_free(inv);
-	for (k = 0; k < ov.n; k++)
+	for (k = 0; k < ov.n; k++) {
 		free(ov.keys[k]);
+		explicit_bzero(ov.values[k], strlen(ov.values[k]));
+		free(ov.values[k]);
+	}
+	secret_clear();
 	free(ov.keys);
 	free(ov.values);
 	free(ov.used);

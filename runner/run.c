@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 
 volatile sig_atomic_t run_interrupted;
@@ -156,12 +157,13 @@ run_commands(struct run *run, struct stage *st, struct table *t,
     void (*after)(struct table *, struct row *))
 {
 	struct job	*jobs;
-	struct buf	 cmd;
+	struct buf	 cmd, *in;
 	size_t		 i, n = 0;
 	int		 r, timeout;
 
 	timeout = (int)stage_int(st, "timeout", 0);
 	jobs = xcalloc(t->n, sizeof *jobs);
+	in = xcalloc(t->n, sizeof *in);
 	for (i = 0; i < t->n; i++) {
 		if (t->rows[i]->status != ST_OK)
 			continue;
@@ -170,6 +172,12 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		jobs[n].row = t->rows[i];
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
+		/* Secrets go on stdin, never in the command line. */
+		buf_init(&in[n]);
+		if (secret_input(st->owner, jobs[n].command, &in[n])) {
+			jobs[n].input = in[n].data;
+			jobs[n].input_len = in[n].len;
+		}
 		n++;
 	}
 	r = n > 0 ? run_jobs(run, jobs, n) : 0;
@@ -177,7 +185,11 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		if (after != NULL)
 			after(t, jobs[i].row);
 		free(jobs[i].command);
+		if (in[i].data != NULL)
+			explicit_bzero(in[i].data, in[i].len);
+		buf_free(&in[i]);
 	}
+	free(in);
 	free(jobs);
 	return r;
 }

@@ -54,7 +54,7 @@ struct job {
 	struct row	*row;
 	char		*command;	/* for /bin/sh -c on the target */
 	int		 timeout;	/* seconds; 0: none */
-	const char	*input;		/* stdin of the command (ssh) */
+	const char	*input;		/* stdin of the command, or NULL */
 	size_t		 input_len;
 };
 

@@ -23,6 +23,7 @@
 
 #include "knownhosts.h"
 #include "run.h"
+#include "secret.h"
 #include "ssh.h"
 #include "ssh-int.h"
 
@@ -58,6 +59,7 @@ finish_slot(struct slot *sl)
 	/* A command being killed was timed when it was given up. */
 	if (sl->why[0] == '\0')
 		sl->job->row->duration_ms = now_ms() - sl->start;
+	secret_mask_row(sl->job->row);
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;

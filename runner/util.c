@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "secret.h"
 #include "util.h"
 
 int log_level = 0;
@@ -230,14 +232,34 @@ err_at(struct err *e, const char *file, int line, int col, const char *fmt,
 	return -1;
 }
 
+/*
+ * The line is made whole, masked, then written with one write(2): lines
+ * of the ssh thread and the main thread never run into each other.
+ */
 static void
 log_emit(int level, const char *prefix, const char *fmt, va_list ap)
 {
+	struct buf	b;
+	size_t		off = 0;
+	ssize_t		n;
+
 	if (log_level < level)
 		return;
-	fprintf(stderr, "reops-run: %s", prefix);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	buf_init(&b);
+	buf_printf(&b, "reops-run: %s", prefix);
+	buf_vprintf(&b, fmt, ap);
+	buf_addc(&b, '\n');
+	secret_mask_buf(&b);
+	fflush(stderr);
+	while (off < b.len) {
+		n = write(STDERR_FILENO, b.data + off, b.len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	buf_free(&b);
 }
 
 void

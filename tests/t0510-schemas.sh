@@ -111,6 +111,14 @@ stages:
   - json:
   - pretty'
 
+good_pipeline param-forms 'hosts: local
+params:
+  token: { secret: true, env: T0510_UNSET_TOKEN }
+  word: { value: hello, env: T0510_WORD }
+  plain: { value: 5, secret: false }
+stages:
+  - exec: printf %s ${token} | wc -c; echo ${word} ${plain}'
+
 good_pipeline systems-kind 'systems: all
 stages:
   - pick: { status: successful }
@@ -154,6 +162,19 @@ bad_pipeline bad-selector-name 'hosts: "-local"
 stages: [pretty]'
 bad_pipeline bad-param-name 'hosts: local
 params: { 9lives: x }
+stages: [pretty]'
+
+bad_pipeline secret-with-value 'hosts: local
+params: { token: { secret: true, value: inline } }
+stages: [pretty]'
+bad_pipeline param-unknown-key 'hosts: local
+params: { token: { secrte: true } }
+stages: [pretty]'
+bad_pipeline param-env-not-a-name 'hosts: local
+params: { token: { env: "A B" } }
+stages: [pretty]'
+bad_pipeline param-secret-not-boolean 'hosts: local
+params: { token: { secret: "yes" } }
 stages: [pretty]'
 
 # Inventory files, each alone in a directory.

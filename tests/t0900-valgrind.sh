@@ -77,6 +77,17 @@ test_expect_success 'load errors free what they loaded' '
 	test_grep "bad regex" err
 '
 
+test_expect_success 'secrets: a masked run, --set-file and a missing value' '
+	printf "hosts: here\nparams:\n  t: { secret: true, env: T0900_T }\nstages:\n  - exec: echo \${t}\n  - pretty\n" >s.yaml &&
+	T0900_T=value-0900 vg -v -v s.yaml >out 2>err &&
+	test_grep "^    \*\*\*$" out &&
+	printf "value-0900\n" >t.txt &&
+	vg --set-file t=t.txt --check s.yaml >out 2>err &&
+	test_exit 2 vg --set-file t=missing.txt s.yaml 2>err &&
+	test_exit 2 vg s.yaml 2>err &&
+	test_grep "has no value" err
+'
+
 test_expect_success 'systems on the test hypervisor: create to destroy' '
 	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
 	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
