@@ -3,7 +3,7 @@
  * input is a known_hosts file read from memory line by line, as the ssh
  * transport reads each file (libssh2's line parser, @revoked lines).
  */
-/* fuzz-sources: runner/util.c runner/knownhosts.c runner/sha256.c runner/sshconfig.c */
+/* fuzz-sources: @librunner */
 #include <stdint.h>
 
 #include "util.h"

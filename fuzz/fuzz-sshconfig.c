@@ -4,7 +4,7 @@
  * host names as the ssh transport does. HOME is a private scratch
  * directory, so a relative Include looks in an empty ~/.ssh.
  */
-/* fuzz-sources: runner/util.c runner/sshconfig.c */
+/* fuzz-sources: @librunner */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
