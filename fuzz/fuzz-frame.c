@@ -3,7 +3,7 @@
  * bytes must decode to an error code or to a frame that encodes back to
  * the very same bytes; nothing may read out of bounds.
  */
-/* fuzz-sources: runner/frame.c runner/util.c */
+/* fuzz-sources: runner/frame.c runner/util.c runner/secret.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * are a table (then a second parse of the same bytes agrees) or one
  * located error; nothing may read out of bounds, recurse or leak.
  */
-/* fuzz-sources: runner/retry.c runner/util.c */
+/* fuzz-sources: runner/retry.c runner/util.c runner/secret.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

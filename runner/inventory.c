@@ -711,7 +711,8 @@ inventory_load(const char *dir, struct inventory **out,
 		names[n++] = xstrdup(de->d_name);
 	}
 	closedir(dp);
-	qsort(names, n, sizeof *names, cmp_str);
+	if (n > 0)
+		qsort(names, n, sizeof *names, cmp_str);
 	inv = inventory_new(dir);
 	for (i = 0; i < n; i++) {
 		path = xasprintf("%s/%s", dir, names[i]);
@@ -733,15 +734,16 @@ out:
 	return 0;
 }
 
+/* One inventory file's text, named name (the default; the fuzzer). */
 int
-inventory_load_default(struct inventory **out, struct err *e)
+inventory_load_string(const char *name, const char *text, size_t len,
+    struct inventory **out, struct err *e)
 {
 	struct inventory	*inv;
 	struct doc		*d;
 
 	*out = NULL;
-	if (doc_load_string("<default inventory>", inventory_default,
-	    sizeof inventory_default - 1, &d, e) != 0)
+	if (doc_load_string(name, text, len, &d, e) != 0)
 		return -1;
 	inv = inventory_new(NULL);
 	if (load_doc(inv, d, e) != 0 || resolve_types(inv, e) != 0) {
@@ -750,6 +752,13 @@ inventory_load_default(struct inventory **out, struct err *e)
 	}
 	*out = inv;
 	return 0;
+}
+
+int
+inventory_load_default(struct inventory **out, struct err *e)
+{
+	return inventory_load_string("<default inventory>", inventory_default,
+	    sizeof inventory_default - 1, out, e);
 }
 
 void

@@ -128,6 +128,8 @@ extern const char inventory_default[];
 
 int	inventory_load(const char *, struct inventory **, struct err *);
 int	inventory_load_default(struct inventory **, struct err *);
+int	inventory_load_string(const char *, const char *, size_t,
+	    struct inventory **, struct err *);
 void	inventory_free(struct inventory *);
 const char *transport_name(enum transport);
 

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,27 +52,18 @@ add_revoked(struct known_hosts *k, char *line)
 }
 
 /*
- * Reads one file line by line: libssh2_knownhost_readfile gives up on the
- * first line it does not understand (an sk- key, a certificate authority),
+ * Reads line by line: libssh2_knownhost_readfile gives up on the first
+ * line it does not understand (an sk- key, a certificate authority),
  * which would turn one odd line into "every host unknown".
  */
-static int
-read_file(struct known_hosts *k, const char *file, int optional)
+static void
+read_stream(struct known_hosts *k, FILE *f, const char *file)
 {
-	FILE	*f;
 	char	*line = NULL, *p;
 	size_t	 cap = 0;
 	ssize_t	 len;
 	int	 lineno = 0;
 
-	if ((f = fopen(file, "re")) == NULL) {
-		if (optional && errno == ENOENT)
-			return 0;
-		if (k->unreadable == NULL)
-			k->unreadable = xasprintf("unable to read known_hosts "
-			    "'%s': %s", file, xstrerror(errno));
-		return -1;
-	}
 	while ((len = getline(&line, &cap, f)) != -1) {
 		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' ||
@@ -96,8 +88,81 @@ read_file(struct known_hosts *k, const char *file, int optional)
 	if (ferror(f) && k->unreadable == NULL)
 		k->unreadable = xasprintf("unable to read known_hosts '%s'",
 		    file);
+}
+
+/*
+ * A regular file, or /dev/null (UserKnownHostsFile /dev/null is common):
+ * a FIFO would hang, /dev/zero would read until memory runs out.
+ */
+static int
+read_file(struct known_hosts *k, const char *file, int optional)
+{
+	struct stat	 st, null;
+	FILE		*f;
+	int		 fd;
+
+	memset(&st, 0, sizeof st);
+	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		if (optional && errno == ENOENT)
+			return 0;
+		if (k->unreadable == NULL)
+			k->unreadable = xasprintf("unable to read known_hosts "
+			    "'%s': %s", file, xstrerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		if (S_ISCHR(st.st_mode) && stat("/dev/null", &null) == 0 &&
+		    S_ISCHR(null.st_mode) && st.st_rdev == null.st_rdev)
+			return 0;
+		if (k->unreadable == NULL)
+			k->unreadable = xasprintf("unable to read known_hosts "
+			    "'%s': not a regular file", file);
+		return -1;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		if (k->unreadable == NULL)
+			k->unreadable = xasprintf("unable to read known_hosts "
+			    "'%s': %s", file, xstrerror(errno));
+		return -1;
+	}
+	read_stream(k, f, file);
 	fclose(f);
 	return 0;
+}
+
+static struct known_hosts *
+known_hosts_new(void)
+{
+	struct known_hosts	*k;
+
+	k = xcalloc(1, sizeof *k);
+	if ((k->owner = libssh2_session_init()) == NULL ||
+	    (k->kh = libssh2_knownhost_init(k->owner)) == NULL)
+		k->unreadable = xstrdup("unable to set up known_hosts "
+		    "checking");
+	return k;
+}
+
+/* Entries from memory, named name in messages (for the fuzzer). */
+struct known_hosts *
+known_hosts_load_buffer(const char *name, const char *text, size_t len)
+{
+	struct known_hosts	*k;
+	FILE			*f;
+
+	k = known_hosts_new();
+	if (k->kh == NULL || len == 0)
+		return k;
+	if ((f = fmemopen((void *)(uintptr_t)text, len, "r")) == NULL) {
+		k->unreadable = xasprintf("unable to read known_hosts '%s': "
+		    "%s", name, xstrerror(errno));
+		return k;
+	}
+	read_stream(k, f, name);
+	fclose(f);
+	return k;
 }
 
 /*
@@ -111,13 +176,9 @@ known_hosts_load(const struct group *g, const char *user_file)
 	char			*path, *base, *user;
 	size_t			 i;
 
-	k = xcalloc(1, sizeof *k);
-	if ((k->owner = libssh2_session_init()) == NULL ||
-	    (k->kh = libssh2_knownhost_init(k->owner)) == NULL) {
-		k->unreadable = xstrdup("unable to set up known_hosts "
-		    "checking");
+	k = known_hosts_new();
+	if (k->kh == NULL)
 		return k;
-	}
 	base = path_dir(g->where != NULL ? g->where->file : NULL);
 	user = ssh_expand_path(user_file != NULL ? user_file :
 	    "~/.ssh/known_hosts", NULL);

@@ -12,6 +12,7 @@
 struct known_hosts;
 
 struct known_hosts *known_hosts_load(const struct group *, const char *);
+struct known_hosts *known_hosts_load_buffer(const char *, const char *, size_t);
 void	known_hosts_free(struct known_hosts *);
 /* 0 when the session's host key may be trusted; else -1 and a reason. */
 int	known_hosts_check(struct known_hosts *, LIBSSH2_SESSION *,

@@ -3,9 +3,13 @@
  * positions. All nodes and strings of a document live in one arena freed
  * with the document, so aliases may share nodes freely.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -149,6 +153,26 @@ mark_byte(const char *text, size_t len, const yaml_mark_t *m)
 	return s < end ? s : NULL;
 }
 
+/* Line and column (in characters, as libyaml counts) of a byte offset. */
+static void
+offset_place(const char *text, size_t len, size_t off, int *line, int *col)
+{
+	size_t	i;
+
+	*line = 1;
+	*col = 1;
+	if (text == NULL)
+		return;
+	for (i = 0; i < off && i < len; i++) {
+		if (text[i] == '\n' || (text[i] == '\r' &&
+		    (i + 1 >= len || text[i + 1] != '\n'))) {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)text[i] & 0xc0) != 0x80)
+			(*col)++;
+	}
+}
+
 /*
  * libyaml's problem, at its place, with where the construct it was in
  * began when that is elsewhere: an unclosed quote or bracket is found at
@@ -161,7 +185,18 @@ yaml_error(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 	const yaml_mark_t	*pm = &p->problem_mark, *cm = &p->context_mark;
 	const char		*c;
 	char			 where[64] = "";
+	int			 line, col;
 
+	if (p->error == YAML_READER_ERROR) {
+		/* The reader counts bytes, not lines and columns. */
+		offset_place(text, len, p->problem_offset, &line, &col);
+		if (p->problem_value != -1)
+			return err_at(e, d->file, line, col, "%s (byte 0x%02x)",
+			    p->problem != NULL ? p->problem : "invalid text",
+			    (unsigned)p->problem_value & 0xff);
+		return err_at(e, d->file, line, col, "%s",
+		    p->problem != NULL ? p->problem : "invalid text");
+	}
 	c = mark_byte(text, len, pm);
 	if (p->error == YAML_SCANNER_ERROR && c != NULL && *c == '\t')
 		return err_at(e, d->file, (int)pm->line + 1,
@@ -177,13 +212,58 @@ yaml_error(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 	    p->context != NULL ? p->context : "", where);
 }
 
+/* A container is done: how much it holds, aliases counted again. */
+static void
+close_node(struct node *n)
+{
+	size_t	i;
+
+	n->flags &= ~NODE_OPEN;
+	n->reach = 1;
+	n->height = 1;
+	for (i = 0; i < n->nkids; i++) {
+		n->reach += n->kids[i]->reach;
+		if (n->kids[i]->height + 1 > n->height)
+			n->height = n->kids[i]->height + 1;
+	}
+}
+
+/*
+ * An alias shares its node, but whoever walks the tree walks it again:
+ * what aliases repeat is bounded ("billion laughs"), and so is the depth
+ * it reaches at the alias. An alias inside its own anchor is a cycle.
+ */
+static int
+check_alias(struct doc *d, const struct node *n, const yaml_event_t *ev,
+    size_t depth, size_t *aliased, struct err *e)
+{
+	const char	*name = (const char *)ev->data.alias.anchor;
+	int		 line = (int)ev->start_mark.line + 1;
+	int		 col = (int)ev->start_mark.column + 1;
+
+	if (n == NULL)
+		return err_at(e, d->file, line, col, "unknown alias '*%s'",
+		    name);
+	if (n->flags & NODE_OPEN)
+		return err_at(e, d->file, line, col, "alias '*%s' is inside "
+		    "the node it names (at line %d)", name, n->line);
+	if (depth + (size_t)n->height > DOC_MAX_DEPTH)
+		return err_at(e, d->file, line, col, "alias '*%s' nests more "
+		    "than %d levels deep", name, DOC_MAX_DEPTH);
+	*aliased += n->reach;
+	if (*aliased > DOC_MAX_ALIASED)
+		return err_at(e, d->file, line, col, "aliases repeat more than "
+		    "%d nodes; '*%s' is one too many", DOC_MAX_ALIASED, name);
+	return 0;
+}
+
 static int
 parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
     struct err *e)
 {
 	yaml_event_t	 ev;
 	struct open_node *stack = NULL;
-	size_t		 depth = 0, cap = 0;
+	size_t		 depth = 0, cap = 0, aliased = 0;
 	struct hmap	 anchors;
 	struct node	*n, *parent_node;
 	struct open_node *top;
@@ -219,6 +299,7 @@ parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 			n->len = ev.data.scalar.length;
 			n->plain = ev.data.scalar.style ==
 			    YAML_PLAIN_SCALAR_STYLE;
+			n->reach = 1;
 			if (ev.end_mark.line == ev.start_mark.line)
 				n->span = (int)(ev.end_mark.column -
 				    ev.start_mark.column);
@@ -226,6 +307,14 @@ parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 			break;
 		case YAML_SEQUENCE_START_EVENT:
 		case YAML_MAPPING_START_EVENT:
+			/* Stop here, before libyaml spends long on the rest. */
+			if (depth >= DOC_MAX_DEPTH) {
+				err_at(e, d->file, (int)ev.start_mark.line + 1,
+				    (int)ev.start_mark.column + 1, "nested "
+				    "more than %d levels deep", DOC_MAX_DEPTH);
+				yaml_event_delete(&ev);
+				goto out;
+			}
 			n = node_new(d, ev.type == YAML_SEQUENCE_START_EVENT ?
 			    NODE_SEQ : NODE_MAP, &ev.start_mark);
 			anchor = ev.type == YAML_SEQUENCE_START_EVENT ?
@@ -242,6 +331,7 @@ parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 				    top->n * sizeof *top->kids);
 			top->node->nkids = top->n;
 			free(top->kids);
+			close_node(top->node);
 			if (top->node->type == NODE_MAP &&
 			    check_duplicate_keys(top->node, e) != 0) {
 				yaml_event_delete(&ev);
@@ -251,10 +341,7 @@ parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 		case YAML_ALIAS_EVENT:
 			n = hmap_get(&anchors,
 			    (const char *)ev.data.alias.anchor);
-			if (n == NULL) {
-				err_at(e, d->file, (int)ev.start_mark.line + 1,
-				    (int)ev.start_mark.column + 1,
-				    "unknown alias '*%s'", ev.data.alias.anchor);
+			if (check_alias(d, n, &ev, depth, &aliased, e) != 0) {
 				yaml_event_delete(&ev);
 				goto out;
 			}
@@ -288,6 +375,7 @@ parse_events(struct doc *d, yaml_parser_t *p, const char *text, size_t len,
 					    sizeof *stack);
 				}
 				parent_node = n;
+				parent_node->flags |= NODE_OPEN;
 				stack[depth].node = parent_node;
 				stack[depth].kids = NULL;
 				stack[depth].n = 0;
@@ -316,33 +404,55 @@ doc_new(const char *file)
 	return d;
 }
 
-/* The whole file is read first so that errors can look at its bytes. */
+/*
+ * The whole file is read first so that errors can look at its bytes. Only
+ * a regular file of at most DOC_MAX_BYTES: not a FIFO (which would hang),
+ * a device (/dev/zero never ends) or a directory.
+ */
 int
 doc_load(const char *path, struct doc **out, struct err *e)
 {
+	struct stat	 st;
 	struct buf	 text;
 	char		 chunk[65536];
-	FILE		*f;
-	size_t		 n;
-	int		 r;
+	ssize_t		 n;
+	int		 fd, r = -1;
 
 	*out = NULL;
-	if ((f = fopen(path, "rbe")) == NULL)
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
 		return err_set(e, "unable to open '%s': %s", path,
 		    strerror(errno));
 	buf_init(&text);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_add(&text, chunk, n);
-	if (ferror(f)) {
-		r = err_set(e, "unable to read '%s': %s", path,
-		    strerror(errno));
-		fclose(f);
-		buf_free(&text);
-		return r;
+	if (fstat(fd, &st) == -1) {
+		err_set(e, "unable to read '%s': %s", path, strerror(errno));
+		goto out;
 	}
-	fclose(f);
+	if (!S_ISREG(st.st_mode)) {
+		err_set(e, "unable to read '%s': not a regular file", path);
+		goto out;
+	}
+	for (;;) {
+		if (st.st_size > DOC_MAX_BYTES ||
+		    text.len > DOC_MAX_BYTES) {
+			err_set(e, "unable to read '%s': larger than %d MiB",
+			    path, DOC_MAX_BYTES / (1024 * 1024));
+			goto out;
+		}
+		if ((n = read(fd, chunk, sizeof chunk)) == -1) {
+			if (errno == EINTR)
+				continue;
+			err_set(e, "unable to read '%s': %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		buf_add(&text, chunk, (size_t)n);
+	}
 	r = doc_load_string(path, text.data != NULL ? text.data : "",
 	    text.len, out, e);
+out:
+	close(fd);
 	buf_free(&text);
 	return r;
 }

@@ -27,7 +27,21 @@ struct node {
 					   one-line scalar, else -1 */
 	struct node	**kids;		/* seq: items; map: key, value, ... */
 	size_t		  nkids;
+	size_t		  reach;	/* nodes in it, with what aliases repeat */
+	int		  height;	/* levels of it, through aliases */
+	int		  flags;
 };
+
+#define NODE_OPEN	0x1	/* still being parsed: an alias may not name it */
+#define NODE_EXPANDED	0x2	/* its ${param}s are done (aliases share it) */
+
+/*
+ * What one document may hold, so that a small hostile file cannot take
+ * all time, memory or stack: reops-pipeline(5) LIMITS.
+ */
+#define DOC_MAX_BYTES	(16 * 1024 * 1024)
+#define DOC_MAX_DEPTH	256
+#define DOC_MAX_ALIASED	1000000
 
 struct arena_chunk;
 struct doc {

@@ -106,10 +106,12 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 	const struct param *v;
 	const char	*s = n->str, *end, *near, **names;
 	size_t		 i, len;
-	int		 changed = 0;
+	int		 changed = 0, quote;
 
-	if (strstr(s, "${") == NULL)
+	/* Once: an alias shares the node, and a value is not a template. */
+	if ((n->flags & NODE_EXPANDED) || strstr(s, "${") == NULL)
 		return 0;
+	n->flags |= NODE_EXPANDED;
 	buf_init(&b);
 	while (*s != '\0') {
 		if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
@@ -128,9 +130,17 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 			    "unterminated '${' in '%s'", n->str);
 		}
 		len = (size_t)(end - s - 2);
+		/* ${name:q}: the value as one shell-quoted word. */
+		quote = len > 2 && strncmp(end - 2, ":q", 2) == 0;
+		if (quote)
+			len -= 2;
 		if (row_variable(s + 2, len)) {
-			buf_add(&b, s, len + 3);
+			/* Target and group names are shell words already. */
+			buf_adds(&b, "${");
+			buf_add(&b, s + 2, len);
+			buf_addc(&b, '}');
 			s = end + 1;
+			changed |= quote;
 			continue;
 		}
 		if ((v = param_get(p, s + 2, len)) == NULL) {
@@ -166,10 +176,13 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 			    "parameter '${%s}' may only be used in the command "
 			    "of an exec stage", v->name);
 		}
+		/* A secret's reference is one quoted word already. */
 		if (v->secret) {
 			secret_ref(&b, v->name);
 			p->secret_used = 1;
-		} else
+		} else if (quote)
+			shell_quote(&b, v->value);
+		else
 			buf_adds(&b, v->value);
 		mark_used(p->ov, s + 2, len);
 		s = end + 1;
@@ -808,6 +821,13 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 	p = xcalloc(1, sizeof *p);
 	p->ov = ov;
 	if (doc_load(path, &p->doc, e) != 0) {
+		/* An include that cannot be read: at the line that names it. */
+		if (from != NULL && !e->located) {
+			char	*why = xstrdup(e->msg);
+
+			node_err(e, from, "%s", why);
+			free(why);
+		}
 		free(real);
 		free(p);
 		return -1;

@@ -1,6 +1,7 @@
 /*
  * rx.c: compiling and matching PCRE2 patterns for selectors and pick.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "rx.h"
@@ -46,15 +47,38 @@ rx_compile_arg(const char *what, const char *pattern, pcre2_code **out,
 	    pattern, (const char *)msg, (size_t)off);
 }
 
-/* 1 on a match, 0 on none; invalid UTF-8 in s is matched around. */
+/*
+ * 1 on a match, 0 on none; invalid UTF-8 in s is matched around. A
+ * pattern that backtracks without end (nested quantifiers) stops at
+ * RX_MATCH_LIMIT steps or RX_DEPTH_LIMIT nested backtracking points and
+ * is -1, with PCRE2's reason ("match limit exceeded") in why: never a
+ * silent "no match".
+ */
 int
-rx_match(const pcre2_code *re, const char *s, size_t len)
+rx_match(const pcre2_code *re, const char *s, size_t len, char *why,
+    size_t whylen)
 {
+	pcre2_match_context	*mc;
 	pcre2_match_data	*md;
 	int			 r;
 
+	mc = pcre2_match_context_create(NULL);
 	md = pcre2_match_data_create_from_pattern(re, NULL);
-	r = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+	if (mc == NULL || md == NULL)
+		r = PCRE2_ERROR_NOMEMORY;
+	else {
+		pcre2_set_match_limit(mc, RX_MATCH_LIMIT);
+		pcre2_set_depth_limit(mc, RX_DEPTH_LIMIT);
+		r = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, mc);
+	}
 	pcre2_match_data_free(md);
-	return r >= 0;
+	pcre2_match_context_free(mc);
+	if (r >= 0)
+		return 1;
+	if (r == PCRE2_ERROR_NOMATCH)
+		return 0;
+	if (why != NULL && whylen > 0 &&
+	    pcre2_get_error_message(r, (PCRE2_UCHAR *)why, whylen) < 0)
+		snprintf(why, whylen, "PCRE2 error %d", r);
+	return -1;
 }

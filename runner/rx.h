@@ -14,6 +14,10 @@ int	rx_compile(const struct node *, const char *, size_t, pcre2_code **,
 	    struct err *);
 int	rx_compile_arg(const char *, const char *, pcre2_code **,
 	    struct err *);
-int	rx_match(const pcre2_code *, const char *, size_t);
+/* Bounds on one match, far above what a sane pattern needs. */
+#define RX_MATCH_LIMIT	1000000
+#define RX_DEPTH_LIMIT	100000
+
+int	rx_match(const pcre2_code *, const char *, size_t, char *, size_t);
 
 #endif

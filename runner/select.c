@@ -301,6 +301,19 @@ item_error(const struct sel_item *it, int systems, enum item_problem what,
 	return err_set(e, "--limit: %s", msg);
 }
 
+/* A regex that gave up (PCRE2's match or depth limit) is an error. */
+static int
+rx_error(const struct sel_item *it, const char *name, const char *why,
+    struct err *e)
+{
+	if (it->where != NULL)
+		return node_err(e, it->where, "regex '%s' gave up on '%s': %s "
+		    "(it backtracks too much; simplify it)", it->text + 1,
+		    name, why);
+	return err_set(e, "--limit: regex '%s' gave up on '%s': %s (it "
+	    "backtracks too much; simplify it)", it->text + 1, name, why);
+}
+
 /* Marks in hit[] the targets that it selects; returns how many. */
 static int
 match_item(const struct sel_item *it, const struct universe *u, int systems,
@@ -308,15 +321,22 @@ match_item(const struct sel_item *it, const struct universe *u, int systems,
 {
 	const char	**names;
 	const char	 *near;
+	char		  why[128];
 	size_t		  i, n = 0, idx;
+	int		  r;
 
 	*count = 0;
 	if (it->re != NULL) {
-		for (i = 0; i < u->n; i++)
-			if (rx_match(it->re, u->name[i], strlen(u->name[i]))) {
+		for (i = 0; i < u->n; i++) {
+			r = rx_match(it->re, u->name[i], strlen(u->name[i]),
+			    why, sizeof why);
+			if (r < 0)
+				return rx_error(it, u->name[i], why, e);
+			if (r > 0) {
 				hit[i] = 1;
 				n++;
 			}
+		}
 		if (n == 0)
 			return item_error(it, systems, NO_MATCH, NULL, e);
 	} else if (strcmp(it->text, "all") == 0) {

@@ -33,6 +33,8 @@ struct ssh_host_config {
 struct ssh_config;
 
 int	ssh_config_load(const char *, int, struct ssh_config **, struct err *);
+int	ssh_config_load_buffer(const char *, const char *, size_t,
+	    struct ssh_config **, struct err *);
 void	ssh_config_lookup(const struct ssh_config *, const char *,
 	    struct ssh_host_config *);
 void	ssh_host_config_free(struct ssh_host_config *);

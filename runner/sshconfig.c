@@ -7,13 +7,16 @@
  * for a keyword wins, IdentityFile accumulates.
  */
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -187,26 +190,18 @@ check_jump(const char *file, int lineno, const char *v, struct err *e)
 	return 0;
 }
 
+
+/* ssh_config as ssh reads it, line by line; file names it in errors. */
 static int
-parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
+parse_stream(struct ssh_config *c, FILE *f, const char *file, int depth,
     struct err *e)
 {
 	struct ssh_block	*b;
-	FILE			*f;
 	char			*line = NULL, *w[64], *p;
 	size_t			 cap = 0, n, i, bi;
 	ssize_t			 len;
 	int			 lineno = 0, r = 0;
 
-	if (depth > INCLUDE_DEPTH)
-		return err_set(e, "ssh config '%s': Include nested too deeply",
-		    file);
-	if ((f = fopen(file, "re")) == NULL) {
-		if (!must_exist && errno == ENOENT)
-			return 0;
-		return err_set(e, "unable to read ssh config '%s': %s", file,
-		    xstrerror(errno));
-	}
 	/*
 	 * Options before the first Host line apply to every host. Blocks
 	 * are named by index: an Include may move the array.
@@ -262,6 +257,43 @@ parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
 		b->nopts++;
 	}
 	free(line);
+	return r;
+}
+
+/*
+ * Only a regular file is read: an Include of a FIFO would hang, one of
+ * /dev/zero would read until memory runs out.
+ */
+static int
+parse_file(struct ssh_config *c, const char *file, int must_exist, int depth,
+    struct err *e)
+{
+	struct stat	 st;
+	FILE		*f;
+	int		 fd, r;
+
+	if (depth > INCLUDE_DEPTH)
+		return err_set(e, "ssh config '%s': Include nested too deeply",
+		    file);
+	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		if (!must_exist && errno == ENOENT)
+			return 0;
+		return err_set(e, "unable to read ssh config '%s': %s", file,
+		    xstrerror(errno));
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		r = err_set(e, "unable to read ssh config '%s': not a regular "
+		    "file", file);
+		close(fd);
+		return r;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		r = err_set(e, "unable to read ssh config '%s': %s", file,
+		    xstrerror(errno));
+		close(fd);
+		return r;
+	}
+	r = parse_stream(c, f, file, depth, e);
 	fclose(f);
 	return r;
 }
@@ -275,6 +307,35 @@ ssh_config_load(const char *file, int must_exist, struct ssh_config **out,
 	*out = NULL;
 	c = xcalloc(1, sizeof *c);
 	if (parse_file(c, file, must_exist, 0, e) != 0) {
+		ssh_config_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+/* The same from memory, named name in errors (for the fuzzer). */
+int
+ssh_config_load_buffer(const char *name, const char *text, size_t len,
+    struct ssh_config **out, struct err *e)
+{
+	struct ssh_config	*c;
+	FILE			*f = NULL;
+	int			 r = 0;
+
+	*out = NULL;
+	c = xcalloc(1, sizeof *c);
+	if (len > 0 && (f = fmemopen((void *)(uintptr_t)text, len, "r")) ==
+	    NULL) {
+		ssh_config_free(c);
+		return err_set(e, "unable to read ssh config '%s': %s", name,
+		    xstrerror(errno));
+	}
+	if (f != NULL) {
+		r = parse_stream(c, f, name, 0, e);
+		fclose(f);
+	}
+	if (r != 0) {
 		ssh_config_free(c);
 		return -1;
 	}

@@ -19,6 +19,7 @@ static const struct stage_key pick_keys[] = {
 struct pick {
 	int		 status;	/* -1: by column */
 	const char	*column;
+	const char	*pattern;
 	pcre2_code	*re;
 	int		 invert;
 };
@@ -69,6 +70,7 @@ pick_prepare(struct stage *st, struct err *e)
 		return 0;
 	}
 	pk->column = column->str;
+	pk->pattern = match->str;
 	return rx_compile(match, match->str, 0, &pk->re, e);
 }
 
@@ -84,6 +86,17 @@ pick_cleanup(struct stage *st)
 	st->data = NULL;
 }
 
+static void
+fail_row(struct row *r, const struct pick *pk, const char *why)
+{
+	r->status = ST_FAILED;
+	if (r->code == 0)
+		r->code = 1;
+	buf_printf(&r->err, "reops-run: pick: regex '%s' gave up on column "
+	    "'%s': %s (it backtracks too much; simplify it)\n", pk->pattern,
+	    pk->column, why);
+}
+
 static int
 pick_rows(struct run *run, struct stage *st, struct table *t)
 {
@@ -91,6 +104,7 @@ pick_rows(struct run *run, struct stage *st, struct table *t)
 	unsigned char	*keep;
 	const char	*v;
 	char		 num[ROW_NUM_LEN];
+	char		 why[128];
 	size_t		 i, len;
 	int		 hit;
 
@@ -101,7 +115,14 @@ pick_rows(struct run *run, struct stage *st, struct table *t)
 		else {
 			len = 0;
 			v = row_value(t->rows[i], pk->column, num, &len);
-			hit = rx_match(pk->re, v != NULL ? v : "", len);
+			hit = rx_match(pk->re, v != NULL ? v : "", len, why,
+			    sizeof why);
+		}
+		if (hit < 0) {
+			/* Neither kept as a match nor dropped as none. */
+			fail_row(t->rows[i], pk, why);
+			keep[i] = 1;
+			continue;
 		}
 		keep[i] = pk->invert ? !hit : hit;
 	}

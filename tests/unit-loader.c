@@ -213,6 +213,90 @@ test_include(void)
 	rmdir("sub");
 }
 
+/* doc_load_string's error for text, or "ok". */
+static char *
+doc_error(const char *text, size_t len)
+{
+	struct doc	*d;
+	struct err	 e;
+
+	if (doc_load_string("l.yaml", text, len, &d, &e) != 0)
+		return xstrdup(e.msg);
+	doc_free(d);
+	return xstrdup("ok");
+}
+
+#define check_doc(text, len, want, ...) do {				\
+	char *got_ = doc_error((text), (len));				\
+	is_str(got_, (want), __VA_ARGS__);				\
+	free(got_);							\
+} while (0)
+
+/* "[[...]]" nested n deep, as the value of k. */
+static char *
+nested(int n)
+{
+	struct buf	b;
+	int		i;
+
+	buf_init(&b);
+	buf_adds(&b, "k: ");
+	for (i = 0; i < n; i++)
+		buf_addc(&b, '[');
+	for (i = 0; i < n; i++)
+		buf_addc(&b, ']');
+	buf_addc(&b, '\n');
+	return buf_steal(&b);
+}
+
+static void
+test_limits(void)
+{
+	static const char nul[] = "a: 1\nb: 2\nc: 3\nd: \"x\0\"\n";
+	static const char bad[] = "a: 1\r\nb: 2\r\nc: 3\r\nd: \xc3\xa9\xff\n";
+	struct buf	 b;
+	char		*t;
+	int		 i;
+
+	check_doc(nul, sizeof nul - 1, "l.yaml:4:6: control characters are "
+	    "not allowed (byte 0x00)", "a NUL is placed at its line and column");
+	check_doc(bad, sizeof bad - 1, "l.yaml:4:5: invalid leading UTF-8 "
+	    "octet (byte 0xff)", "a bad byte after CRLF lines and an "
+	    "e-acute: columns count characters");
+
+	/* The top mapping is the first level. */
+	t = nested(DOC_MAX_DEPTH - 1);
+	check_doc(t, strlen(t), "ok", "256 nested levels load");
+	free(t);
+	t = nested(DOC_MAX_DEPTH);
+	check_doc(t, strlen(t), "l.yaml:1:259: nested more than 256 levels "
+	    "deep", "the 257th level is refused where it opens");
+	free(t);
+
+	/* 1,000 aliases of a 1,000-node list: exactly the budget, then one. */
+	buf_init(&b);
+	buf_adds(&b, "a: &a [");
+	for (i = 0; i < 999; i++)
+		buf_adds(&b, i ? ",x" : "x");
+	buf_adds(&b, "]\nb: [");
+	for (i = 0; i < 1000; i++)
+		buf_adds(&b, i ? ",*a" : "*a");
+	buf_adds(&b, "]\n");
+	check_doc(b.data, b.len, "ok", "aliases may repeat 1,000,000 nodes");
+	buf_adds(&b, "c: *a\n");
+	check_doc(b.data, b.len, "l.yaml:3:4: aliases repeat more than 1000000 "
+	    "nodes; '*a' is one too many", "but not one more");
+	buf_free(&b);
+
+	check("hosts: web\nparams: { v: \"it's\" }\nstages:\n"
+	    "  - exec: echo ${v:q} ${target:q} ${w:q}\n",
+	    "p.yaml:4:35: unknown parameter '${w}'; did you mean '${v}'?",
+	    "${name:q} names the parameter without :q in errors");
+	check("hosts: web\nparams: { v: \"it's\" }\nstages:\n"
+	    "  - exec: &c echo ${v:q} ${target:q}\n  - exec: *c\n", "ok",
+	    "${v:q} and ${target:q} load, also through an alias");
+}
+
 int
 main(void)
 {
@@ -223,6 +307,7 @@ main(void)
 	test_yaml();
 	test_pipeline();
 	test_include();
+	test_limits();
 	if (chdir("/") != 0 || rmdir(dir) != 0)
 		perror(dir);
 	return tap_done();
