@@ -412,47 +412,14 @@ doc_new(const char *file)
 int
 doc_load(const char *path, struct doc **out, struct err *e)
 {
-	struct stat	 st;
 	struct buf	 text;
-	char		 chunk[65536];
-	ssize_t		 n;
-	int		 fd, r = -1;
+	int		 r = -1;
 
 	*out = NULL;
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
-		return err_set(e, "unable to open '%s': %s", path,
-		    strerror(errno));
 	buf_init(&text);
-	if (fstat(fd, &st) == -1) {
-		err_set(e, "unable to read '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		err_set(e, "unable to read '%s': not a regular file", path);
-		goto out;
-	}
-	for (;;) {
-		if (st.st_size > DOC_MAX_BYTES ||
-		    text.len > DOC_MAX_BYTES) {
-			err_set(e, "unable to read '%s': larger than %d MiB",
-			    path, DOC_MAX_BYTES / (1024 * 1024));
-			goto out;
-		}
-		if ((n = read(fd, chunk, sizeof chunk)) == -1) {
-			if (errno == EINTR)
-				continue;
-			err_set(e, "unable to read '%s': %s", path,
-			    strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		buf_add(&text, chunk, (size_t)n);
-	}
-	r = doc_load_string(path, text.data != NULL ? text.data : "",
-	    text.len, out, e);
-out:
-	close(fd);
+	if (read_regular_file(path, DOC_MAX_BYTES, &text, e) == 0)
+		r = doc_load_string(path, text.data != NULL ? text.data : "",
+		    text.len, out, e);
 	buf_free(&text);
 	return r;
 }

@@ -171,43 +171,13 @@ secret_input(const struct pipeline *p, const char *command, struct buf *in)
 int
 secret_read_file(const char *path, char **out, struct err *e)
 {
-	struct stat	 sb;
 	struct buf	 b;
-	char		 chunk[4096];
-	ssize_t		 n;
-	int		 fd, r = -1;
+	int		 r = -1;
 
 	*out = NULL;
 	buf_init(&b);
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY |
-	    O_CLOEXEC)) == -1)
-		return err_set(e, "unable to open '%s': %s", path,
-		    strerror(errno));
-	if (fstat(fd, &sb) == -1) {
-		err_set(e, "unable to open '%s': %s", path, strerror(errno));
+	if (read_regular_file(path, SECRET_FILE_MAX, &b, e) != 0)
 		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		err_set(e, "'%s' is not a regular file", path);
-		goto out;
-	}
-	for (;;) {
-		if ((n = read(fd, chunk, sizeof chunk)) == -1) {
-			if (errno == EINTR)
-				continue;
-			err_set(e, "unable to read '%s': %s", path,
-			    strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		buf_add(&b, chunk, (size_t)n);
-		if (b.len > SECRET_FILE_MAX) {
-			err_set(e, "'%s' is larger than %d bytes", path,
-			    SECRET_FILE_MAX);
-			goto out;
-		}
-	}
 	if (b.len > 0 && memchr(b.data, '\0', b.len) != NULL) {
 		err_set(e, "'%s' holds a NUL byte, which no parameter can",
 		    path);
@@ -218,10 +188,8 @@ secret_read_file(const char *path, char **out, struct err *e)
 	*out = buf_steal(&b);
 	r = 0;
 out:
-	explicit_bzero(chunk, sizeof chunk);
 	if (b.data != NULL)
 		explicit_bzero(b.data, b.len);
 	buf_free(&b);
-	close(fd);
 	return r;
 }

@@ -1,9 +1,11 @@
 /*
  * util.c: allocation, buffers, error values, logging and small helpers.
  */
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,4 +567,60 @@ base64_encode(struct buf *b, const unsigned char *p, size_t n, int pad)
 		if (pad)
 			buf_addc(b, '=');
 	}
+}
+
+/*
+ * The bytes of a regular file of at most max bytes, into b (which the
+ * caller frees and, for a secret, wipes). Anything else is refused before
+ * a byte is read: a FIFO would hang the read (O_NONBLOCK keeps even the
+ * open from waiting), a device such as /dev/zero never ends. Errors read
+ * "unable to read 'FILE': why".
+ */
+int
+read_regular_file(const char *path, size_t max, struct buf *b, struct err *e)
+{
+	struct stat	 st;
+	char		 chunk[65536];
+	ssize_t		 n;
+	int		 fd, r = -1;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC)) == -1)
+		return err_set(e, "unable to open '%s': %s", path,
+		    xstrerror(errno));
+	if (fstat(fd, &st) == -1) {
+		err_set(e, "unable to read '%s': %s", path, xstrerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err_set(e, "unable to read '%s': not a regular file", path);
+		goto out;
+	}
+	for (;;) {
+		if ((st.st_size > 0 && (size_t)st.st_size > max) ||
+		    b->len > max) {
+			if (max % (1024 * 1024) == 0)
+				err_set(e, "unable to read '%s': larger than "
+				    "%zu MiB", path, max / (1024 * 1024));
+			else
+				err_set(e, "unable to read '%s': larger than "
+				    "%zu bytes", path, max);
+			goto out;
+		}
+		if ((n = read(fd, chunk, sizeof chunk)) == -1) {
+			if (errno == EINTR)
+				continue;
+			err_set(e, "unable to read '%s': %s", path,
+			    xstrerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		buf_add(b, chunk, (size_t)n);
+	}
+	r = 0;
+out:
+	explicit_bzero(chunk, sizeof chunk);
+	close(fd);
+	return r;
 }

@@ -95,4 +95,6 @@ void	*hmap_get(const struct hmap *, const char *);
 void	*hmap_put(struct hmap *, const char *, void *);
 void	 hmap_set(struct hmap *, const char *, void *);
 
+int	 read_regular_file(const char *, size_t, struct buf *, struct err *);
+
 #endif

@@ -179,14 +179,14 @@ test_expect_success '--set-file errors: one line, exit 2, nothing runs' '
 	test_cmp want err &&
 	mkdir -p adir &&
 	test_exit 2 reops_run --set-file token=adir p.yaml 2>err &&
-	echo "reops-run: --set-file token: '"'"'adir'"'"' is not a regular file" >want &&
+	echo "reops-run: --set-file token: unable to read '"'"'adir'"'"': not a regular file" >want &&
 	test_cmp want err &&
 	mkfifo fifo &&
 	test_exit 2 timeout 20 "$REOPS_RUN" --set-file token=fifo p.yaml 2>err &&
-	test_grep "^reops-run: --set-file token: .fifo. is not a regular file$" err &&
+	test_grep "^reops-run: --set-file token: unable to read .fifo.: not a regular file$" err &&
 	head -c 65537 /dev/zero | tr "\\0" x >big.txt &&
 	test_exit 2 reops_run --set-file token=big.txt p.yaml 2>err &&
-	test_grep "^reops-run: --set-file token: .big.txt. is larger than 65536 bytes$" err &&
+	test_grep "^reops-run: --set-file token: unable to read .big.txt.: larger than 65536 bytes$" err &&
 	printf "a\\0b" >nul.txt &&
 	test_exit 2 reops_run --set-file token=nul.txt p.yaml 2>err &&
 	test_grep "^reops-run: --set-file token: .nul.txt. holds a NUL byte" err &&
