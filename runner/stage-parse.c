@@ -60,6 +60,14 @@ group_get(struct parse *ps, const char *name)
 	return &ps->groups[ps->ngroups++];
 }
 
+static int
+group_cmp(const void *a, const void *b)
+{
+	const struct pgroup	*ga = a, *gb = b;
+
+	return ga->nums[0] < gb->nums[0] ? -1 : ga->nums[0] > gb->nums[0];
+}
+
 /* The named groups of the pattern; (?J) lets one name have several. */
 static int
 parse_groups(struct parse *ps, const struct node *regex, struct err *e)
@@ -87,6 +95,8 @@ parse_groups(struct parse *ps, const struct node *regex, struct err *e)
 		g->nums = xgrow(g->nums, g->nnums, sizeof *g->nums);
 		g->nums[g->nnums++] = num;
 	}
+	/* The name table is sorted by name; columns come in pattern order. */
+	qsort(ps->groups, ps->ngroups, sizeof *ps->groups, group_cmp);
 	return 0;
 }
 
