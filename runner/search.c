@@ -1,8 +1,9 @@
 /*
- * search.c: the include search. A name that starts with "/", "./" or
- * "../" is a path and is only looked up as such; any other name is looked
- * up next to the including file, then in each directory of REOPS_PATH
- * (colon-separated; empty entries are skipped), then in the library.
+ * search.c: the include search. A name that starts with "/" or has a
+ * "." or ".." component is a path, only looked up as such (relative to
+ * the including file); any other name is looked up next to the including
+ * file, then in each directory of REOPS_PATH (colon-separated; empty
+ * entries are skipped), then in the library.
  *
  * The library is $(pkgdatadir)/pipelines, which make install fills from
  * pipelines/lib. A reops-run whose own file (/proc/self/exe) sits in the
@@ -21,11 +22,24 @@
 #define REOPS_PKGDATADIR	"/usr/local/share/reops-run"
 #endif
 
+/* "/x", "./x", "a/../b": a path, only ever taken from the includer. */
 static int
 is_path(const char *name)
 {
-	return name[0] == '/' || strncmp(name, "./", 2) == 0 ||
-	    strncmp(name, "../", 3) == 0;
+	const char	*p = name;
+	size_t		 n;
+
+	if (name[0] == '/')
+		return 1;
+	for (;;) {
+		n = strcspn(p, "/");
+		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' &&
+		    p[1] == '.'))
+			return 1;
+		if (p[n] == '\0')
+			return 0;
+		p += n + 1;
+	}
 }
 
 /* 1 when this very program is the one built in REOPS_BUILDDIR. */

@@ -131,10 +131,13 @@ test_expect_success 'the including file'"'"'s directory wins over REOPS_PATH' '
 	rm -r inc/stats
 '
 
-test_expect_success 'a name starting with ./ is a path: never searched' '
+test_expect_success 'a name with a . or .. part is a path: never searched' '
 	stats load ./stats/load.yaml &&
 	test_exit 2 reops_run use-load.yaml >out 2>err &&
 	echo "use-load.yaml:3:15: unable to open ${SQ}stats/load.yaml${SQ}: No such file or directory" >want &&
+	test_cmp want err &&
+	stats load stats/../stats/load.yaml &&
+	test_exit 2 reops_run use-load.yaml >out 2>err &&
 	test_cmp want err
 '
 
