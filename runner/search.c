@@ -75,8 +75,16 @@ pipeline_library(void)
 		done = 1;
 #if defined(REOPS_BUILDDIR) && defined(REOPS_SRCDIR)
 		if (in_build_tree()) {
-			snprintf(lib, sizeof lib, "%s", REOPS_SRCDIR
-			    "/pipelines/lib");
+			char	*real;
+
+			/* abs_top_srcdir may be "build/../..": say it plainly. */
+			if ((real = realpath(REOPS_SRCDIR "/pipelines/lib",
+			    NULL)) != NULL) {
+				snprintf(lib, sizeof lib, "%s", real);
+				free(real);
+			} else
+				snprintf(lib, sizeof lib, "%s", REOPS_SRCDIR
+				    "/pipelines/lib");
 			return lib;
 		}
 #endif
