@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pipeline.h"
+#include "search.h"
 #include "secret.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
@@ -453,7 +454,8 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 {
 	const struct node	*file, *params;
 	struct scope		 sc;
-	char			*dir, *path, *tmp;
+	struct buf		 tried;
+	char			*dir, *path, *tmp, *found;
 	int			 r;
 
 	file = stage_arg(st, "file");
@@ -467,6 +469,17 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 		path = clean_path(tmp);
 		free(tmp);
 		free(dir);
+		/* Then REOPS_PATH and the library: search.c. */
+		buf_init(&tried);
+		found = pipeline_find(path, file->str, &tried);
+		free(path);
+		if ((path = found) == NULL) {
+			r = node_err(e, file, "unable to find '%s' in %s",
+			    file->str, tried.data);
+			buf_free(&tried);
+			return r;
+		}
+		buf_free(&tried);
 	}
 	sc.params = p->params;
 	sc.n = p->nparams;

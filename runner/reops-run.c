@@ -20,6 +20,7 @@
 #include "progress.h"
 #include "retry.h"
 #include "run.h"
+#include "search.h"
 #include "secret.h"
 #include "ssh.h"
 
@@ -506,6 +507,8 @@ main(int argc, char **argv)
 			break;
 		case OPT_VERSION:
 			printf("reops-run %s\n", PACKAGE_VERSION);
+			if (log_level > 0)
+				pipeline_search_print(stdout);
 			return finish(&run, EXIT_OK);
 		case OPT_HELP:
 			fputs(usage_text, stdout);

@@ -14,6 +14,7 @@ extern const struct stage_entry stage_exec_entry;
 extern const struct stage_entry stage_facts_entry;
 extern const struct stage_entry stage_json_entry;
 extern const struct stage_entry stage_ls_entry;
+extern const struct stage_entry stage_parse_entry;
 extern const struct stage_entry stage_pick_entry;
 extern const struct stage_entry stage_ping_entry;
 extern const struct stage_entry stage_pipeline_entry;
@@ -31,6 +32,7 @@ const struct stage_entry *const stage_table[] = {
 	&stage_pkg_entry,
 	&stage_facts_entry,
 	&stage_ping_entry,
+	&stage_parse_entry,
 	&stage_pick_entry,
 	&stage_pretty_entry,
 	&stage_json_entry,

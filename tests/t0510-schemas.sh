@@ -123,6 +123,11 @@ good_pipeline systems-kind 'systems: all
 stages:
   - pick: { status: successful }
   - json: { file: out.json }'
+good_pipeline parse-forms 'hosts: local
+stages:
+  - exec: uptime
+  - parse: "load average: (?<load1>[0-9.]+)"
+  - parse: { column: load1, regex: "^(?<int>[0-9]+)", all: true, optional: false }'
 
 bad_pipeline unknown-top-key 'hosts: local
 stage: [pretty]'
@@ -144,6 +149,9 @@ stages:
 bad_pipeline pick-unknown-status 'hosts: local
 stages:
   - pick: broken'
+bad_pipeline parse-without-regex 'hosts: local
+stages:
+  - parse: { column: stdout, all: true }'
 bad_pipeline pretty-with-arguments 'hosts: local
 stages:
   - pretty: wide'
