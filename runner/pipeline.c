@@ -15,8 +15,6 @@
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
     "systems", "params", "stages", NULL };
 
-extern const struct stage_entry stage_pipeline_entry;
-
 struct chain {
 	const char	*real;		/* realpath, for comparing */
 	const char	*shown;		/* the path as the user wrote it */
@@ -205,8 +203,9 @@ expand_tree(struct pipeline *p, struct node *n, struct err *e)
 }
 
 /*
- * expand_tree, where exec's command may use secrets: it then reads their
- * values from stdin first (SECRET_PREAMBLE), inside any sudo.
+ * expand_tree, where the shell command under the entry's secret_key (exec's
+ * command) may use secrets: it then reads their values from stdin first
+ * (SECRET_PREAMBLE), inside any sudo.
  */
 static int
 secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
@@ -216,7 +215,7 @@ secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
 	char		*s;
 	int		 r;
 
-	cmd = strcmp(ent->name, "exec") == 0 ? node_get(v, "command") : NULL;
+	cmd = ent->secret_key != NULL ? node_get(v, ent->secret_key) : NULL;
 	p->secret_ok = cmd;
 	p->secret_used = 0;
 	r = expand_tree(p, v, e);
@@ -434,17 +433,20 @@ clean_path(const char *path)
 	return out;
 }
 
-static int
-load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
-    const struct chain *chain, struct err *e)
+/*
+ * A stage's load hook loads another file as its sub-pipeline: FILE is
+ * relative to the including file, PARAMS (or NULL) sets its params, and
+ * the include chain catches cycles.
+ */
+int
+pipeline_load_sub(struct pipeline *p, struct stage *st,
+    const struct node *file, const struct node *params,
+    struct load_ctx *ctx, struct err *e)
 {
-	const struct node	*file, *params;
 	struct scope		 sc;
 	char			*dir, *path, *tmp;
 	int			 r;
 
-	file = stage_arg(st, "file");
-	params = stage_arg(st, "params");
 	if (file->str[0] == '/')
 		path = xstrdup(file->str);
 	else {
@@ -457,8 +459,8 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 	}
 	sc.params = p->params;
 	sc.n = p->nparams;
-	r = load_file(path, ov, &sc, params, p->kind, chain, file, &st->sub,
-	    e);
+	r = load_file(path, ctx->ov, &sc, params, p->kind, ctx->chain, file,
+	    &st->sub, e);
 	free(path);
 	return r;
 }
@@ -468,6 +470,7 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
     struct overrides *ov, const struct chain *chain, struct err *e)
 {
 	const struct stage_entry *ent;
+	struct load_ctx		 ctx;
 	struct node		*name, *v = NULL;
 	const char		*near, **names;
 	size_t			 i;
@@ -506,8 +509,10 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
 		    kind_word(!p->kind));
 	if (stage_args(p, st, v, e) != 0)
 		return -1;
-	if (ent == &stage_pipeline_entry)
-		return load_include(p, st, ov, chain, e);
+	ctx.ov = ov;
+	ctx.chain = chain;
+	if (ent->load != NULL && ent->load(p, st, &ctx, e) != 0)
+		return -1;
 	if (ent->prepare != NULL && ent->prepare(st, e) != 0)
 		return -1;
 	return 0;

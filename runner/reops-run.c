@@ -619,7 +619,7 @@ main(int argc, char **argv)
 	if (nskip == (size_t)npl && !opt.check)
 		goto out;
 	for (i = 0; i < npl; i++) {
-		if (provision_preload(&run, pl[i], targets[i], ntargets[i],
+		if (stages_preload(&run, pl[i], targets[i], ntargets[i],
 		    &e) != 0) {
 			print_error(&e);
 			status = EXIT_USAGE;
@@ -691,7 +691,7 @@ main(int argc, char **argv)
 		status = EXIT_UNREACH;
 out:
 	progress_free(run.progress);
-	provision_free(&run);
+	stages_free_run(&run);
 	virt_close(&run);
 	ssh_cleanup(&run);
 	for (i = 0; i < npl; i++) {
