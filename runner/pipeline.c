@@ -465,19 +465,46 @@ pipeline_load_sub(struct pipeline *p, struct stage *st,
 	return r;
 }
 
+/* A stage's name: not empty, no control characters. */
+static int
+one_line(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
 static int
 load_stage(struct pipeline *p, struct stage *st, struct node *item,
     struct overrides *ov, const struct chain *chain, struct err *e)
 {
 	const struct stage_entry *ent;
 	struct load_ctx		 ctx;
+	const struct node	*label;
 	struct node		*name, *v = NULL;
 	const char		*near, **names;
 	size_t			 i;
 
 	st->where = item;
 	st->owner = p;
-	if (item->type == NODE_SCALAR)
+	if (item->type == NODE_MAP && (label = node_get(item, "name")) != NULL) {
+		if (map_nkeys(item) == 1)
+			return node_err(e, item, "a stage item has a 'name' "
+			    "but no stage");
+		if (map_nkeys(item) != 2)
+			return node_err(e, item, "a stage item is one stage and "
+			    "its 'name', not %zu stages", map_nkeys(item) - 1);
+		if (label->type != NODE_SCALAR || !one_line(label->str))
+			return node_err(e, label, "a stage's 'name' is one "
+			    "line of text");
+		st->name = label->str;
+		i = strcmp(map_key(item, 0)->str, "name") == 0 ? 1 : 0;
+		name = map_key(item, i);
+		v = map_val(item, i);
+	} else if (item->type == NODE_SCALAR)
 		name = item;
 	else if (item->type == NODE_MAP && map_nkeys(item) == 1) {
 		name = map_key(item, 0);

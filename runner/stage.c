@@ -142,13 +142,25 @@ expand_row(struct buf *b, const char *s, const struct row *r)
 	}
 }
 
-/* "ls path=/ flags=-la", for --check and -v. */
+/* What the progress line and -v call a stage: its 'name:', else its kind. */
+const char *
+stage_name(const struct stage *st)
+{
+	return st->name != NULL ? st->name : st->entry->name;
+}
+
+/*
+ * "ls path=/ flags=-la", for --check; with a 'name:',
+ * "list the root: ls path=/".
+ */
 void
 stage_describe(struct buf *b, const struct stage *st)
 {
 	const struct node	*v;
 	size_t			 i, j;
 
+	if (st->name != NULL)
+		buf_printf(b, "%s: ", st->name);
 	buf_adds(b, st->entry->name);
 	if (st->args == NULL)
 		return;

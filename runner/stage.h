@@ -92,6 +92,7 @@ struct stage_entry {
 
 struct stage {
 	const struct stage_entry *entry;
+	const char		*name;		/* its 'name:', or NULL */
 	const struct node	*where;		/* the stage's item */
 	struct node		*args;		/* a mapping, or NULL */
 	struct pipeline		*owner;
@@ -118,5 +119,6 @@ int			 stage_bool(const struct stage *, const char *, int);
 void			 expand_row(struct buf *, const char *,
 			    const struct row *);
 void			 stage_describe(struct buf *, const struct stage *);
+const char		*stage_name(const struct stage *);
 
 #endif

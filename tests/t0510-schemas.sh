@@ -65,7 +65,8 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 for alt in s[\"\$defs\"][\"stage\"][\"anyOf\"]:
     for name in alt.get(\"properties\", {}):
-        print(name)
+        if name != \"name\":
+            print(name)
 " "$PIPELINE_SCHEMA" | sort >schema-stages &&
 	test -s stages &&
 	test_cmp stages schema-stages
@@ -230,6 +231,28 @@ good_pipeline systems-kind 'systems: all
 stages:
   - pick: { status: successful }
   - json: { file: out.json }'
+
+good_pipeline stage-name 'hosts: local
+stages:
+  - exec: uptime
+    name: check uptime
+  - name: 5
+    ls: { path: / }
+  - name: show
+    pretty:'
+
+bad_pipeline stage-name-two-stages 'hosts: local
+stages:
+  - exec: uptime
+    ls: /
+    name: two'
+bad_pipeline stage-name-alone 'hosts: local
+stages:
+  - name: alone'
+bad_pipeline stage-name-list 'hosts: local
+stages:
+  - exec: uptime
+    name: [a, b]'
 
 bad_pipeline unknown-top-key 'hosts: local
 stage: [pretty]'

@@ -1,9 +1,12 @@
 #!/bin/bash
-# t0530: each stage adds no column that its entry does not declare
+# t0530: the stage table as the interface. Each stage adds no column that
+# its entry does not declare
 # (--list-stages=json "columns"): every stage run on local rows and on
 # systems of test:///default, the table written after each step, and each
 # step's new columns compared with what its stage declares. provision is
 # left out: it needs a system reachable over ssh (t4020 runs it).
+# A 'name:' beside a stage key names it in --check, -v and the progress
+# line.
 . "$SRCDIR/tests/test-lib.sh"
 
 test_expect_success 'the stage list as JSON' '
@@ -105,6 +108,63 @@ test_expect_success 'system stages on test:///default add only declared columns'
 	    start=14.json reload=15.json destroy=16.json >seen &&
 	cat seen &&
 	test_grep "^ls: cpu exists hostkey hypervisor ip managed name ram state type$" seen
+'
+
+
+cat >named.yaml <<\EOF
+hosts: localhost
+stages:
+  - exec: "i=0; while [ ! -e go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; echo done"
+    name: wait for the go file
+  - name: show it
+    pretty:
+EOF
+
+test_expect_success 'name: --check shows it before the stage' '
+	reops_run -i "$SRCDIR/hosts.d" --check named.yaml >plan &&
+	test_grep "^  1 *wait for the go file: exec command=i=0; " plan &&
+	test_grep "^  2 *show it: pretty  .named.yaml:5:5.$" plan
+'
+
+test_expect_success 'name: -v row lines and the debug line name it' '
+	touch go &&
+	reops_run -v -v -i "$SRCDIR/hosts.d" named.yaml >out 2>err &&
+	rm go &&
+	test_grep "^reops-run: wait for the go file: localhost: ok" err &&
+	test_grep "stage .wait for the go file. on 1 rows" err
+'
+
+# On a pseudo-terminal: the go file is made once the live line shows the
+# name, so the run ends early only if it did (else after 60 s, and the
+# test fails: no go file).
+cat >ptyname.py <<\EOF
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+data, start = b"", time.monotonic()
+while time.monotonic() - start < 90:
+    r, _, _ = select.select([fd], [], [], 0.05)
+    if r:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    if b"wait for the go file" in data and not os.path.exists("go"):
+        open("go", "w").close()
+os.waitpid(pid, 0)
+sys.stdout.write(data.decode("utf-8", "replace"))
+EOF
+
+test_expect_success 'name: the progress line shows it' '
+	/usr/bin/python3 ptyname.py "$REOPS_RUN" -i "$SRCDIR/hosts.d" named.yaml \
+	    >screen &&
+	test -e go &&
+	test_grep "wait for the go file" screen &&
+	test_grep "done" screen
 '
 
 test_done
