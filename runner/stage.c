@@ -31,17 +31,6 @@ stage_find(const char *name)
 	return NULL;
 }
 
-size_t
-stage_id(const struct stage_entry *ent)
-{
-	size_t	i;
-
-	for (i = 0; i < stage_count; i++)
-		if (stage_table[i] == ent)
-			break;
-	return i;
-}
-
 /* Every stage's preload, in file order, includes' stages included. */
 int
 stages_preload(struct run *run, const struct pipeline *p,

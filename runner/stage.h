@@ -29,7 +29,11 @@ struct pipeline;
 struct target;
 struct load_ctx;	/* the loader's: overrides, include chain */
 
-/* STAGE_ID_ls...: each stage's position in stage_table[]. */
+/*
+ * STAGE_ID_ls...: each stage's position in stage_table[], and the index
+ * of its slot of per-run state, run->stage_state[STAGE_ID_NAME], which
+ * only the stage itself reads (set by its preload, freed by free_run).
+ */
 enum stage_id {
 #define STAGE(name)	STAGE_ID_##name,
 #include "stages.def"
@@ -104,7 +108,6 @@ extern const struct stage_entry *const stage_table[];
 extern const size_t stage_count;
 
 const struct stage_entry *stage_find(const char *);
-size_t			 stage_id(const struct stage_entry *);
 int			 stages_preload(struct run *, const struct pipeline *,
 			    const struct target *, size_t, struct err *);
 void			 stages_free_run(struct run *);
