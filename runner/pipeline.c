@@ -16,8 +16,6 @@
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
     "systems", "params", "stages", NULL };
 
-extern const struct stage_entry stage_pipeline_entry;
-
 struct chain {
 	const char	*real;		/* realpath, for comparing */
 	const char	*shown;		/* the path as the user wrote it */
@@ -219,8 +217,9 @@ expand_tree(struct pipeline *p, struct node *n, struct err *e)
 }
 
 /*
- * expand_tree, where exec's command may use secrets: it then reads their
- * values from stdin first (SECRET_PREAMBLE), inside any sudo.
+ * expand_tree, where the shell command under the entry's secret_key (exec's
+ * command) may use secrets: it then reads their values from stdin first
+ * (SECRET_PREAMBLE), inside any sudo.
  */
 static int
 secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
@@ -230,7 +229,7 @@ secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
 	char		*s;
 	int		 r;
 
-	cmd = strcmp(ent->name, "exec") == 0 ? node_get(v, "command") : NULL;
+	cmd = ent->secret_key != NULL ? node_get(v, ent->secret_key) : NULL;
 	p->secret_ok = cmd;
 	p->secret_used = 0;
 	r = expand_tree(p, v, e);
@@ -448,18 +447,21 @@ clean_path(const char *path)
 	return out;
 }
 
-static int
-load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
-    const struct chain *chain, struct err *e)
+/*
+ * A stage's load hook loads another file as its sub-pipeline: FILE is
+ * relative to the including file, PARAMS (or NULL) sets its params, and
+ * the include chain catches cycles.
+ */
+int
+pipeline_load_sub(struct pipeline *p, struct stage *st,
+    const struct node *file, const struct node *params,
+    struct load_ctx *ctx, struct err *e)
 {
-	const struct node	*file, *params;
 	struct scope		 sc;
 	struct buf		 tried;
 	char			*dir, *path, *tmp, *found;
 	int			 r;
 
-	file = stage_arg(st, "file");
-	params = stage_arg(st, "params");
 	if (file->str[0] == '/')
 		path = xstrdup(file->str);
 	else {
@@ -483,10 +485,22 @@ load_include(struct pipeline *p, struct stage *st, struct overrides *ov,
 	}
 	sc.params = p->params;
 	sc.n = p->nparams;
-	r = load_file(path, ov, &sc, params, p->kind, chain, file, &st->sub,
-	    e);
+	r = load_file(path, ctx->ov, &sc, params, p->kind, ctx->chain, file,
+	    &st->sub, e);
 	free(path);
 	return r;
+}
+
+/* A stage's name: not empty, no control characters. */
+static int
+one_line(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
 }
 
 static int
@@ -494,13 +508,29 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
     struct overrides *ov, const struct chain *chain, struct err *e)
 {
 	const struct stage_entry *ent;
+	struct load_ctx		 ctx;
+	const struct node	*label;
 	struct node		*name, *v = NULL;
 	const char		*near, **names;
 	size_t			 i;
 
 	st->where = item;
 	st->owner = p;
-	if (item->type == NODE_SCALAR)
+	if (item->type == NODE_MAP && (label = node_get(item, "name")) != NULL) {
+		if (map_nkeys(item) == 1)
+			return node_err(e, item, "a stage item has a 'name' "
+			    "but no stage");
+		if (map_nkeys(item) != 2)
+			return node_err(e, item, "a stage item is one stage and "
+			    "its 'name', not %zu stages", map_nkeys(item) - 1);
+		if (label->type != NODE_SCALAR || !one_line(label->str))
+			return node_err(e, label, "a stage's 'name' is one "
+			    "line of text");
+		st->name = label->str;
+		i = strcmp(map_key(item, 0)->str, "name") == 0 ? 1 : 0;
+		name = map_key(item, i);
+		v = map_val(item, i);
+	} else if (item->type == NODE_SCALAR)
 		name = item;
 	else if (item->type == NODE_MAP && map_nkeys(item) == 1) {
 		name = map_key(item, 0);
@@ -532,8 +562,10 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
 		    kind_word(!p->kind));
 	if (stage_args(p, st, v, e) != 0)
 		return -1;
-	if (ent == &stage_pipeline_entry)
-		return load_include(p, st, ov, chain, e);
+	ctx.ov = ov;
+	ctx.chain = chain;
+	if (ent->load != NULL && ent->load(p, st, &ctx, e) != 0)
+		return -1;
 	if (ent->prepare != NULL && ent->prepare(st, e) != 0)
 		return -1;
 	return 0;

@@ -48,7 +48,17 @@ struct overrides {
 	int		  check;	/* --check: secrets may have no value */
 };
 
+/* What a stage's load hook passes on to pipeline_load_sub. */
+struct chain;
+struct load_ctx {
+	struct overrides	*ov;
+	const struct chain	*chain;	/* the files including this one */
+};
+
 int	pipeline_load(const char *, struct overrides *, struct pipeline **,
+	    struct err *);
+int	pipeline_load_sub(struct pipeline *, struct stage *,
+	    const struct node *, const struct node *, struct load_ctx *,
 	    struct err *);
 void	pipeline_free(struct pipeline *);
 int	pipeline_destructive(const struct pipeline *);

@@ -29,7 +29,7 @@ static const char usage_text[] =
 "                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
 "                 [--retry table] [--set name=value] [--set-file name=file]\n"
 "                 [--shard i/n] pipeline ...\n"
-"       reops-run --list-stages\n"
+"       reops-run --list-stages[=json]\n"
 "       reops-run --version\n";
 
 enum {
@@ -53,7 +53,7 @@ static const struct option long_options[] = {
 	{ "inventory", required_argument, NULL, 'i' },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "limit", required_argument, NULL, 'l' },
-	{ "list-stages", no_argument, NULL, OPT_LIST_STAGES },
+	{ "list-stages", optional_argument, NULL, OPT_LIST_STAGES },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "retry", required_argument, NULL, OPT_RETRY },
 	{ "set", required_argument, NULL, OPT_SET },
@@ -261,6 +261,96 @@ list_stages(void)
 		    ent->host != NULL ? "hosts" : "systems", ent->summary);
 		printf("%-10s %-13s %s\n", "", "", ent->usage);
 	}
+}
+
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", (unsigned char)*s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void
+json_strs(const char *const *v)
+{
+	size_t	i;
+
+	putchar('[');
+	for (i = 0; v != NULL && v[i] != NULL; i++) {
+		if (i > 0)
+			putchar(',');
+		json_str(v[i]);
+	}
+	putchar(']');
+}
+
+/*
+ * --list-stages=json: one JSON array, one object per stage in table
+ * order, one stage a line. See reops-run(1).
+ */
+static void
+list_stages_json(void)
+{
+	static const char *const types[] = { "string", "integer", "boolean",
+	    "strings", "mapping" };
+	const struct stage_entry	*ent;
+	const struct stage_key		*k;
+	const char			*rows[3], *flags[4];
+	size_t				 i, n;
+
+	putchar('[');
+	for (i = 0; i < stage_count; i++) {
+		ent = stage_table[i];
+		printf("%s\n{\"name\":", i > 0 ? "," : "");
+		json_str(ent->name);
+		printf(",\"summary\":");
+		json_str(ent->summary);
+		printf(",\"usage\":");
+		json_str(ent->usage);
+		n = 0;
+		if (ent->host != NULL)
+			rows[n++] = "hosts";
+		if (ent->system != NULL)
+			rows[n++] = "systems";
+		rows[n] = NULL;
+		printf(",\"rows\":");
+		json_strs(rows);
+		n = 0;
+		if (ent->flags & STAGE_REMOTE)
+			flags[n++] = "remote";
+		if (ent->flags & STAGE_DESTRUCTIVE)
+			flags[n++] = "destructive";
+		if (ent->flags & STAGE_OUTPUT)
+			flags[n++] = "output";
+		flags[n] = NULL;
+		printf(",\"flags\":");
+		json_strs(flags);
+		printf(",\"shorthand\":");
+		if (ent->shorthand != NULL)
+			json_str(ent->shorthand);
+		else
+			printf("null");
+		printf(",\"keys\":[");
+		for (k = ent->keys; k->name != NULL; k++) {
+			printf("%s{\"name\":", k != ent->keys ? "," : "");
+			json_str(k->name);
+			printf(",\"type\":\"%s\",\"required\":%s}",
+			    types[k->type], k->required ? "true" : "false");
+		}
+		printf("],\"columns\":");
+		json_strs(ent->columns);
+		printf(",\"columns_from_args\":%s}",
+		    ent->arg_columns != NULL ? "true" : "false");
+	}
+	printf("\n]\n");
 }
 
 static void
@@ -487,7 +577,13 @@ main(int argc, char **argv)
 			opt.json = 1;
 			break;
 		case OPT_LIST_STAGES:
-			list_stages();
+			if (optarg != NULL && strcmp(optarg, "json") != 0)
+				return usage_error("--list-stages takes json or "
+				    "nothing, not '%s'", optarg);
+			if (optarg != NULL)
+				list_stages_json();
+			else
+				list_stages();
 			return finish(&run, EXIT_OK);
 		case OPT_RETRY:
 			retry_file = optarg;
@@ -622,7 +718,7 @@ main(int argc, char **argv)
 	if (nskip == (size_t)npl && !opt.check)
 		goto out;
 	for (i = 0; i < npl; i++) {
-		if (provision_preload(&run, pl[i], targets[i], ntargets[i],
+		if (stages_preload(&run, pl[i], targets[i], ntargets[i],
 		    &e) != 0) {
 			print_error(&e);
 			status = EXIT_USAGE;
@@ -694,7 +790,7 @@ main(int argc, char **argv)
 		status = EXIT_UNREACH;
 out:
 	progress_free(run.progress);
-	provision_free(&run);
+	stages_free_run(&run);
 	virt_close(&run);
 	ssh_cleanup(&run);
 	for (i = 0; i < npl; i++) {

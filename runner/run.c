@@ -162,8 +162,8 @@ run_pipeline(struct run *run, struct pipeline *p, struct table *t)
 		fn = p->kind == SEL_SYSTEMS ? st->entry->system :
 		    st->entry->host;
 		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
-		    st->where->line, st->where->col, st->entry->name, t->n);
-		progress_stage_begin(run->progress, st->entry->name);
+		    st->where->line, st->where->col, stage_name(st), t->n);
+		progress_stage_begin(run->progress, stage_name(st));
 		r = fn(run, st, t);
 		progress_stage_end(run->progress);
 		run_note(run, t);

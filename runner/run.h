@@ -22,7 +22,6 @@ enum color_mode {
 
 struct virt;
 struct ssh_cache;
-struct provision_set;
 struct progress;
 
 struct options {
@@ -48,7 +47,7 @@ struct run {
 	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
-	struct provision_set	*provision; /* types' provision pipelines */
+	void			*stage_state[STAGE_COUNT]; /* stages' own */
 	struct progress		*progress; /* live line, -v row lines */
 };
 
@@ -86,9 +85,6 @@ long	fd_limit(void);
 
 int	local_run(struct run *, struct job **, size_t);
 void	virt_close(struct run *);
-int	provision_preload(struct run *, const struct pipeline *,
-	    const struct target *, size_t, struct err *);
-void	provision_free(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);
 void	print_json_row(FILE *, const struct table *, const struct row *);

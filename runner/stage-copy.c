@@ -206,12 +206,15 @@ copy_host(struct run *run, struct stage *st, struct table *t)
 	return ret;
 }
 
+static const char *const copy_columns[] = { "bytes", "sha256", NULL };
+
 const struct stage_entry stage_copy_entry = {
 	.name = "copy",
 	.usage = "copy: { src: FILE, dest: PATH, mode: OCTAL, sudo: BOOL, "
 	    "timeout: SECONDS }",
 	.summary = "upload a file to each host",
 	.keys = copy_keys,
+	.columns = copy_columns,
 	.flags = STAGE_REMOTE,
 	.prepare = copy_prepare,
 	.cleanup = copy_cleanup,

@@ -24,6 +24,7 @@ const struct stage_entry stage_create_entry = {
 	.summary = "define, give a disk to and start each system, then wait",
 	.shorthand = "wait",
 	.keys = create_keys,
+	.columns = virt_columns,
 	.prepare = virt_wait_prepare,
 	.system = create_system,
 };

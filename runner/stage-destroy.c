@@ -19,6 +19,7 @@ const struct stage_entry stage_destroy_entry = {
 	.usage = "destroy",
 	.summary = "force off and undefine each system, delete its volumes",
 	.keys = destroy_keys,
+	.columns = virt_columns,
 	.flags = STAGE_DESTRUCTIVE,
 	.system = destroy_system,
 };

@@ -38,6 +38,7 @@ const struct stage_entry stage_exec_entry = {
 	.summary = "run a shell command on each host",
 	.shorthand = "command",
 	.keys = exec_keys,
+	.secret_key = "command",
 	.flags = STAGE_REMOTE,
 	.host = exec_host,
 };

@@ -29,7 +29,8 @@ static const char facts_script[] =
 	"echo \"uptime=$(cut -d. -f1 /proc/uptime 2>/dev/null)\"";
 
 static const char *const fact_names[] = { "os", "version", "kernel", "arch",
-    "cpus", "memory", "uptime" };
+    "cpus", "memory", "uptime", NULL };
+#define NFACTS	(nitems(fact_names) - 1)
 
 static void
 facts_command(struct buf *cmd, struct stage *st, const struct row *r)
@@ -44,7 +45,7 @@ parse_facts(struct table *t, struct row *r)
 	size_t		 i, found = 0;
 
 	/* Every column is set, so the table has the same shape on each row. */
-	for (i = 0; i < nitems(fact_names); i++)
+	for (i = 0; i < NFACTS; i++)
 		row_sets(t, r, fact_names[i], "");
 	p = r->out.data != NULL ? r->out.data : "";
 	end = p + r->out.len;
@@ -53,7 +54,7 @@ parse_facts(struct table *t, struct row *r)
 			nl = end;
 		if ((eq = memchr(p, '=', (size_t)(nl - p))) == NULL)
 			continue;
-		for (i = 0; i < nitems(fact_names); i++) {
+		for (i = 0; i < NFACTS; i++) {
 			if (strlen(fact_names[i]) == (size_t)(eq - p) &&
 			    memcmp(fact_names[i], p, (size_t)(eq - p)) == 0) {
 				row_set(t, r, fact_names[i], eq + 1,
@@ -62,7 +63,7 @@ parse_facts(struct table *t, struct row *r)
 			}
 		}
 	}
-	return found == nitems(fact_names) ? 0 : -1;
+	return found == NFACTS ? 0 : -1;
 }
 
 static void
@@ -91,6 +92,7 @@ const struct stage_entry stage_facts_entry = {
 	.usage = "facts: { timeout: SECONDS }",
 	.summary = "os, version, kernel, arch, cpus, memory, uptime as columns",
 	.keys = facts_keys,
+	.columns = fact_names,
 	.flags = STAGE_REMOTE,
 	.host = facts_host,
 };

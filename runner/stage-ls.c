@@ -79,6 +79,7 @@ const struct stage_entry stage_ls_entry = {
 	.summary = "list a directory on each host; list systems",
 	.shorthand = "path",
 	.keys = ls_keys,
+	.columns = virt_columns,
 	.flags = STAGE_REMOTE,
 	.prepare = ls_prepare,
 	.host = ls_host,

@@ -249,6 +249,18 @@ parse_rows(struct run *run, struct stage *st, struct table *t)
 	return 0;
 }
 
+/* The regex's named groups are the columns parse adds. */
+static void
+parse_columns(const struct stage *st, void (*add)(void *, const char *),
+    void *arg)
+{
+	const struct parse	*ps = st->data;
+	size_t			 i;
+
+	for (i = 0; ps != NULL && i < ps->ngroups; i++)
+		add(arg, ps->groups[i].name);
+}
+
 const struct stage_entry stage_parse_entry = {
 	.name = "parse",
 	.usage = "parse: { column: NAME, regex: REGEX, all: BOOL, "
@@ -256,6 +268,7 @@ const struct stage_entry stage_parse_entry = {
 	.summary = "named groups of a regex over a column as new columns",
 	.shorthand = "regex",
 	.keys = parse_keys,
+	.arg_columns = parse_columns,
 	.prepare = parse_prepare,
 	.cleanup = parse_cleanup,
 	.host = parse_rows,

@@ -12,6 +12,25 @@ static const struct stage_key pipeline_keys[] = {
 };
 
 static int
+include_load(struct pipeline *p, struct stage *st, struct load_ctx *ctx,
+    struct err *e)
+{
+	return pipeline_load_sub(p, st, stage_arg(st, "file"),
+	    stage_arg(st, "params"), ctx, e);
+}
+
+/* An include adds the columns its stages add. */
+static void
+include_columns(const struct stage *st, void (*add)(void *, const char *),
+    void *arg)
+{
+	size_t	i;
+
+	for (i = 0; st->sub != NULL && i < st->sub->nstages; i++)
+		stage_columns(&st->sub->stages[i], add, arg);
+}
+
+static int
 include_rows(struct run *run, struct stage *st, struct table *t)
 {
 	return run_pipeline(run, st->sub, t);
@@ -23,6 +42,8 @@ const struct stage_entry stage_pipeline_entry = {
 	.summary = "run another pipeline file's stages on this table",
 	.shorthand = "file",
 	.keys = pipeline_keys,
+	.arg_columns = include_columns,
+	.load = include_load,
 	.host = include_rows,
 	.system = include_rows,
 };

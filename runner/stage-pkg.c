@@ -187,6 +187,8 @@ pkg_host(struct run *run, struct stage *st, struct table *t)
 	return run_commands(run, st, t, pkg_command, pkg_answer);
 }
 
+static const char *const pkg_columns[] = { "manager", NULL };
+
 const struct stage_entry stage_pkg_entry = {
 	.name = "pkg",
 	.usage = "pkg: { update: BOOL, upgrade: BOOL, install: [PACKAGE, ...], "
@@ -195,6 +197,7 @@ const struct stage_entry stage_pkg_entry = {
 	.shorthand = "install",
 	.keys = pkg_keys,
 	.prepare = pkg_prepare,
+	.columns = pkg_columns,
 	.flags = STAGE_REMOTE,
 	.host = pkg_host,
 };

@@ -13,8 +13,6 @@
 
 #include "virt.h"
 
-extern const struct stage_entry stage_provision_entry;
-
 static const struct stage_key provision_keys[] = {
 	{ NULL, 0, 0 }
 };
@@ -82,7 +80,8 @@ take_back(struct table *t, struct row *sr, const struct table *sub)
 /*
  * Every provision pipeline that a run may need is loaded and checked with
  * the others, before anything runs (provision_preload), so a bad one is
- * an exit 2 and never a half-run lifecycle.
+ * an exit 2 and never a half-run lifecycle. They live in this stage's
+ * per-run state slot until the run ends (provision_free).
  */
 struct provision_set {
 	const struct type	**types;
@@ -90,31 +89,19 @@ struct provision_set {
 	size_t			  n;
 };
 
-static int
-uses_provision(const struct pipeline *p)
-{
-	size_t	i;
-
-	for (i = 0; i < p->nstages; i++) {
-		if (p->stages[i].entry == &stage_provision_entry)
-			return 1;
-		if (p->stages[i].sub != NULL &&
-		    uses_provision(p->stages[i].sub))
-			return 1;
-	}
-	return 0;
-}
+#define PROVISION_SLOT(run)	((run)->stage_state[STAGE_ID_provision])
 
 static struct pipeline *
-provision_pipeline(const struct run *run, const struct type *ty)
+provision_pipeline(struct run *run, const struct type *ty)
 {
-	size_t	i;
+	struct provision_set	*ps = PROVISION_SLOT(run);
+	size_t			 i;
 
-	if (run->provision == NULL)
+	if (ps == NULL)
 		return NULL;
-	for (i = 0; i < run->provision->n; i++)
-		if (run->provision->types[i] == ty)
-			return run->provision->pipelines[i];
+	for (i = 0; i < ps->n; i++)
+		if (ps->types[i] == ty)
+			return ps->pipelines[i];
 	return NULL;
 }
 
@@ -149,8 +136,8 @@ load_type_pipeline(struct run *run, const struct type *ty, struct err *e)
 	free(path);
 	if (r != 0)
 		return -1;
-	if ((ps = run->provision) == NULL)
-		ps = run->provision = xcalloc(1, sizeof *ps);
+	if ((ps = PROVISION_SLOT(run)) == NULL)
+		PROVISION_SLOT(run) = ps = xcalloc(1, sizeof *ps);
 	ps->types = xgrow(ps->types, ps->n, sizeof *ps->types);
 	ps->pipelines = xgrow(ps->pipelines, ps->n,
 	    sizeof *ps->pipelines);
@@ -160,14 +147,17 @@ load_type_pipeline(struct run *run, const struct type *ty, struct err *e)
 	return 0;
 }
 
-int
+/* The pipeline of each target's type, once per type. */
+static int
 provision_preload(struct run *run, const struct pipeline *p,
-    const struct target *t, size_t n, struct err *e)
+    const struct stage *st, const struct target *t, size_t n,
+    struct err *e)
 {
 	const struct type	*ty;
 	size_t			 i;
 
-	if (p->kind != SEL_SYSTEMS || !uses_provision(p))
+	(void)st;
+	if (p->kind != SEL_SYSTEMS)
 		return 0;
 	for (i = 0; i < n; i++) {
 		ty = t[i].system->type;
@@ -178,19 +168,20 @@ provision_preload(struct run *run, const struct pipeline *p,
 	return 0;
 }
 
-void
+static void
 provision_free(struct run *run)
 {
-	size_t	i;
+	struct provision_set	*ps = PROVISION_SLOT(run);
+	size_t			 i;
 
-	if (run->provision == NULL)
+	if (ps == NULL)
 		return;
-	for (i = 0; i < run->provision->n; i++)
-		pipeline_free(run->provision->pipelines[i]);
-	free(run->provision->types);
-	free(run->provision->pipelines);
-	free(run->provision);
-	run->provision = NULL;
+	for (i = 0; i < ps->n; i++)
+		pipeline_free(ps->pipelines[i]);
+	free(ps->types);
+	free(ps->pipelines);
+	free(ps);
+	PROVISION_SLOT(run) = NULL;
 }
 
 static const struct system *
@@ -296,5 +287,8 @@ const struct stage_entry stage_provision_entry = {
 	.usage = "provision",
 	.summary = "run each system's type's provision pipeline on it, by ssh",
 	.keys = provision_keys,
+	.columns = virt_columns,
+	.preload = provision_preload,
+	.free_run = provision_free,
 	.system = provision_system,
 };

@@ -32,6 +32,7 @@ const struct stage_entry stage_reload_entry = {
 	.summary = "destroy each system and create it again",
 	.shorthand = "wait",
 	.keys = reload_keys,
+	.columns = virt_columns,
 	.flags = STAGE_DESTRUCTIVE,
 	.prepare = virt_wait_prepare,
 	.system = reload_system,

@@ -23,6 +23,7 @@ const struct stage_entry stage_start_entry = {
 	.summary = "start each system, then wait until it is ready",
 	.shorthand = "wait",
 	.keys = start_keys,
+	.columns = virt_columns,
 	.prepare = virt_wait_prepare,
 	.system = start_system,
 };

@@ -22,6 +22,7 @@ const struct stage_entry stage_stop_entry = {
 	.summary = "shut each system down, forcing it off after the timeout",
 	.shorthand = "timeout",
 	.keys = stop_keys,
+	.columns = virt_columns,
 	.flags = STAGE_DESTRUCTIVE,
 	.system = stop_system,
 };

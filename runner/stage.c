@@ -1,48 +1,22 @@
 /*
- * stage.c: the table of builtin stages, looked up by exact name, and the
+ * stage.c: the table of builtin stages (from stages.def), looked up by
+ * exact name; the calls of their load-time and run-time hooks; and the
  * helpers stages use to read their checked arguments.
  */
 #include <string.h>
 
 #include "pipeline.h"
+#include "run.h"
 #include "stage.h"
 
-extern const struct stage_entry stage_create_entry;
-extern const struct stage_entry stage_destroy_entry;
-extern const struct stage_entry stage_copy_entry;
-extern const struct stage_entry stage_exec_entry;
-extern const struct stage_entry stage_facts_entry;
-extern const struct stage_entry stage_json_entry;
-extern const struct stage_entry stage_ls_entry;
-extern const struct stage_entry stage_parse_entry;
-extern const struct stage_entry stage_pick_entry;
-extern const struct stage_entry stage_ping_entry;
-extern const struct stage_entry stage_pipeline_entry;
-extern const struct stage_entry stage_pkg_entry;
-extern const struct stage_entry stage_pretty_entry;
-extern const struct stage_entry stage_provision_entry;
-extern const struct stage_entry stage_reload_entry;
-extern const struct stage_entry stage_start_entry;
-extern const struct stage_entry stage_stop_entry;
+#define STAGE(name)	extern const struct stage_entry stage_##name##_entry;
+#include "stages.def"
+#undef STAGE
 
 const struct stage_entry *const stage_table[] = {
-	&stage_ls_entry,
-	&stage_exec_entry,
-	&stage_copy_entry,
-	&stage_pkg_entry,
-	&stage_facts_entry,
-	&stage_ping_entry,
-	&stage_parse_entry,
-	&stage_pick_entry,
-	&stage_pretty_entry,
-	&stage_json_entry,
-	&stage_pipeline_entry,
-	&stage_create_entry,
-	&stage_start_entry,
-	&stage_stop_entry,
-	&stage_reload_entry,
-	&stage_destroy_entry,
-	&stage_provision_entry,
+#define STAGE(name)	&stage_##name##_entry,
+#include "stages.def"
+#undef STAGE
 };
 const size_t stage_count = nitems(stage_table);
 
@@ -55,6 +29,49 @@ stage_find(const char *name)
 		if (strcmp(stage_table[i]->name, name) == 0)
 			return stage_table[i];
 	return NULL;
+}
+
+/* Every stage's preload, in file order, includes' stages included. */
+int
+stages_preload(struct run *run, const struct pipeline *p,
+    const struct target *t, size_t n, struct err *e)
+{
+	const struct stage	*st;
+	size_t			 i;
+
+	for (i = 0; i < p->nstages; i++) {
+		st = &p->stages[i];
+		if (st->entry->preload != NULL &&
+		    st->entry->preload(run, p, st, t, n, e) != 0)
+			return -1;
+		if (st->sub != NULL &&
+		    stages_preload(run, st->sub, t, n, e) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+void
+stages_free_run(struct run *run)
+{
+	size_t	i;
+
+	for (i = 0; i < stage_count; i++)
+		if (stage_table[i]->free_run != NULL)
+			stage_table[i]->free_run(run);
+}
+
+/* The columns a stage adds: its entry's, then those its args make. */
+void
+stage_columns(const struct stage *st, void (*add)(void *, const char *),
+    void *arg)
+{
+	const char *const	*c;
+
+	for (c = st->entry->columns; c != NULL && *c != NULL; c++)
+		add(arg, *c);
+	if (st->entry->arg_columns != NULL)
+		st->entry->arg_columns(st, add, arg);
 }
 
 const struct node *
@@ -114,13 +131,25 @@ expand_row(struct buf *b, const char *s, const struct row *r)
 	}
 }
 
-/* "ls path=/ flags=-la", for --check and -v. */
+/* What the progress line and -v call a stage: its 'name:', else its kind. */
+const char *
+stage_name(const struct stage *st)
+{
+	return st->name != NULL ? st->name : st->entry->name;
+}
+
+/*
+ * "ls path=/ flags=-la", for --check; with a 'name:',
+ * "list the root: ls path=/".
+ */
 void
 stage_describe(struct buf *b, const struct stage *st)
 {
 	const struct node	*v;
 	size_t			 i, j;
 
+	if (st->name != NULL)
+		buf_printf(b, "%s: ", st->name);
 	buf_adds(b, st->entry->name);
 	if (st->args == NULL)
 		return;

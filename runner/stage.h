@@ -1,11 +1,21 @@
 /*
  * stage.h: the builtin stage table. Each stage is one file exporting one
  * struct stage_entry: its name, its argument keys (checked by the loader
- * before anything runs) and one function per row kind.
+ * before anything runs), the columns it adds, its hooks and one function
+ * per row kind. The core (loader, runner, printers) knows stages only
+ * through this table and names none of them.
  *
- * Adding a stage touches: runner/stage-NAME.c, one line in stage_table[]
- * (stage.c), Makefile.am, reops-pipeline(5), schemas/pipeline.schema.json,
- * an example under pipelines/ and a test that runs it.
+ * Adding a stage touches:
+ *  - runner/stage-NAME.c, exporting stage_NAME_entry;
+ *  - one STAGE(NAME) line in runner/stages.def (the declaration, the
+ *    table and the per-run state slot all come from it);
+ *  - Makefile.am (the source file);
+ *  - reops-pipeline(5) (a .Ss NAME section naming every key),
+ *    schemas/pipeline.schema.json (every key, with its type) and the
+ *    README's stage table: t0500 and t0510 check them against
+ *    `reops-run --list-stages=json`;
+ *  - an example under pipelines/ and a test that runs it, and the
+ *    columns check of t0530.
  */
 #ifndef REOPS_STAGE_H
 #define REOPS_STAGE_H
@@ -16,6 +26,20 @@
 struct run;
 struct stage;
 struct pipeline;
+struct target;
+struct load_ctx;	/* the loader's: overrides, include chain */
+
+/*
+ * STAGE_ID_ls...: each stage's position in stage_table[], and the index
+ * of its slot of per-run state, run->stage_state[STAGE_ID_NAME], which
+ * only the stage itself reads (set by its preload, freed by free_run).
+ */
+enum stage_id {
+#define STAGE(name)	STAGE_ID_##name,
+#include "stages.def"
+#undef STAGE
+	STAGE_COUNT
+};
 
 enum arg_type {
 	ARG_STRING,
@@ -43,15 +67,36 @@ struct stage_entry {
 	const char		*summary;
 	const char		*shorthand;	/* the key a scalar sets */
 	const struct stage_key	*keys;		/* ends with { NULL } */
+	const char *const	*columns;	/* it adds; ends with NULL */
+	const char		*secret_key;	/* may use secret params */
 	int			 flags;
+	/*
+	 * Columns that depend on the stage's arguments (an include's come
+	 * from its stages): add() is called once for each, after load.
+	 */
+	void	(*arg_columns)(const struct stage *,
+		    void (*add)(void *, const char *), void *);
+	/* After the arguments are checked: e.g. load an included file. */
+	int	(*load)(struct pipeline *, struct stage *, struct load_ctx *,
+		    struct err *);
 	int	(*prepare)(struct stage *, struct err *);
 	void	(*cleanup)(struct stage *);
+	/*
+	 * For each stage of each loaded pipeline, with the pipeline's
+	 * targets, before anything runs (and before --check prints): load
+	 * what the run will need into the stage's run->stage_state slot.
+	 */
+	int	(*preload)(struct run *, const struct pipeline *,
+		    const struct stage *, const struct target *, size_t,
+		    struct err *);
+	void	(*free_run)(struct run *);	/* its stage_state slot */
 	stage_fn		 host;		/* on host rows, or NULL */
 	stage_fn		 system;	/* on system rows, or NULL */
 };
 
 struct stage {
 	const struct stage_entry *entry;
+	const char		*name;		/* its 'name:', or NULL */
 	const struct node	*where;		/* the stage's item */
 	struct node		*args;		/* a mapping, or NULL */
 	struct pipeline		*owner;
@@ -63,6 +108,11 @@ extern const struct stage_entry *const stage_table[];
 extern const size_t stage_count;
 
 const struct stage_entry *stage_find(const char *);
+int			 stages_preload(struct run *, const struct pipeline *,
+			    const struct target *, size_t, struct err *);
+void			 stages_free_run(struct run *);
+void			 stage_columns(const struct stage *,
+			    void (*)(void *, const char *), void *);
 const struct node	*stage_arg(const struct stage *, const char *);
 const char		*stage_str(const struct stage *, const char *,
 			    const char *);
@@ -72,5 +122,6 @@ int			 stage_bool(const struct stage *, const char *, int);
 void			 expand_row(struct buf *, const char *,
 			    const struct row *);
 void			 stage_describe(struct buf *, const struct stage *);
+const char		*stage_name(const struct stage *);
 
 #endif

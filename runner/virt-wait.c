@@ -98,6 +98,9 @@ virt_wait_arg(const struct stage *st, enum virt_wait def)
 	return def;
 }
 
+const char *const virt_columns[] = { "name", "state", "ip", "cpu", "ram",
+    "type", "hypervisor", "exists", "hostkey", "managed", NULL };
+
 static void
 fill_row(struct virt_op *op)
 {

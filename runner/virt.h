@@ -55,6 +55,9 @@ struct virt_op {
 
 typedef int (*virt_fn)(struct virt_op *);
 
+/* The columns virt_stage sets on every system row. */
+extern const char *const virt_columns[];
+
 int	 virt_stage(struct run *, struct stage *, struct table *, virt_fn,
 	    enum virt_wait, int);
 enum virt_wait virt_wait_arg(const struct stage *, enum virt_wait);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # t0500: the man pages are clean and say what the command does: mandoc
 # -Tlint, --help against the SYNOPSIS, --list-stages against the STAGES of
-# reops-pipeline(5), and every example they cite is a file that runs.
+# reops-pipeline(5) (names and keys, from --list-stages=json), the README's
+# stage table, and every example they cite is a file that runs.
 #
 # Every pipelines/**.yaml must pass --check. It is checked against the
 # shipped hosts.d unless a line of its leading comment block says
@@ -74,6 +75,92 @@ test_expect_success 'every stage of --list-stages has a .Ss in reops-pipeline(5)
 		grep -q -x -F "$s" stages ||
 		{ echo ".Ss $s is not a stage"; return 1; }
 	done <documented
+'
+
+# The keys of each stage, from --list-stages=json, in its .Ss section of
+# reops-pipeline(5): each named with .Cm, each .It Cm KEY Ar TYPE a key
+# of the stage with a type word that fits (seconds: integer; boolean;
+# mapping; "... | list": a string or a list).
+cat >mankeys.py <<\EOF
+import json, re, sys
+stages = json.load(open(sys.argv[1]))
+lines = open(sys.argv[2]).read().split("\n")
+lines = lines[lines.index(".Sh STAGES"):]
+sections, cur = {}, None
+for l in lines[1:]:
+    if l.startswith(".Sh "):
+        break
+    if l.startswith(".Ss "):
+        cur = l[4:]
+        sections[cur] = []
+    elif cur is not None:
+        sections[cur].append(l)
+def fits(t, ar):
+    if t == "integer":
+        return ar == "seconds"
+    if t in ("boolean", "mapping"):
+        return ar == t
+    if t == "strings":
+        return ar.endswith("| list")
+    return ar not in ("seconds", "boolean", "mapping") and "list" not in ar
+bad = []
+for st in stages:
+    name, text = st["name"], sections.get(st["name"], [])
+    keys = {k["name"]: k["type"] for k in st["keys"]}
+    named = set()
+    for l in text:
+        named.update(re.findall(r"(?:^\.|\s)Cm ([A-Za-z0-9_-]+)", l))
+        m = re.match(r"\.It Cm ([A-Za-z0-9_-]+) Ar (.*)", l)
+        if m and m.group(1) not in keys:
+            bad.append("%s: .It Cm %s is not a key of the stage" %
+                (name, m.group(1)))
+        elif m and not fits(keys[m.group(1)], m.group(2)):
+            bad.append("%s: key %s is %s, the page says Ar %s" %
+                (name, m.group(1), keys[m.group(1)], m.group(2)))
+    for k in keys:
+        if k not in named:
+            bad.append("%s: key %s is not in its .Ss section" % (name, k))
+for b in bad:
+    print(b)
+sys.exit(1 if bad else 0)
+EOF
+
+test_expect_success 'each stage'\''s keys are in its .Ss of reops-pipeline(5)' '
+	reops_run --list-stages=json >stages.json &&
+	python3 mankeys.py stages.json "$MAN/reops-pipeline.5"
+'
+
+test_expect_success 'the keys check tells a key the page lacks' '
+	sed -e "s/{\"name\":\"sudo\"/{\"name\":\"sudoer\"/" stages.json \
+	    >more.json &&
+	! python3 mankeys.py more.json "$MAN/reops-pipeline.5" >out &&
+	test_grep "exec: key sudoer is not in its .Ss section" out
+'
+
+# The README's table: "on hosts", "on systems", "on both"; a stage of
+# both kinds is in the third column or in the first two.
+test_expect_success 'the README'\''s stage table has each stage'\''s row kinds' '
+	python3 - stages.json "$SRCDIR/README.md" <<-\EOF
+	import json, re, sys
+	stages = json.load(open(sys.argv[1]))
+	text = open(sys.argv[2]).read().split("\n")
+	i = text.index("| on hosts | on systems | on both |")
+	cols = [re.findall(r"`([a-z-]+)`", c) for c in text[i + 2].split("|")[1:4]]
+	kinds = {}
+	for c, ks in zip(cols, (["hosts"], ["systems"], ["hosts", "systems"])):
+	    for n in c:
+	        kinds.setdefault(n, set()).update(ks)
+	bad = 0
+	for st in stages:
+	    if kinds.get(st["name"], set()) != set(st["rows"]):
+	        print("README: %s runs on %s, the table says %s" % (st["name"],
+	            sorted(st["rows"]), sorted(kinds.get(st["name"], []))))
+	        bad = 1
+	for n in set(kinds) - set(s["name"] for s in stages):
+	    print("README: %s is not a stage" % n)
+	    bad = 1
+	sys.exit(bad)
+	EOF
 '
 
 test_expect_success 'every file the pages cite exists' '

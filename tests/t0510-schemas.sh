@@ -1,7 +1,7 @@
 #!/bin/bash
 # t0510: the JSON Schemas of schemas/ accept every shipped pipeline and
 # inventory file, reject malformed ones that reops-run rejects too, and
-# know exactly the stages of --list-stages.
+# know exactly the stages of --list-stages, with their keys and types.
 # Needs python3-jsonschema and python3-yaml (build-aux/packages-test.txt).
 . "$SRCDIR/tests/test-lib.sh"
 
@@ -65,10 +65,118 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 for alt in s[\"\$defs\"][\"stage\"][\"anyOf\"]:
     for name in alt.get(\"properties\", {}):
-        print(name)
+        if name != \"name\":
+            print(name)
 " "$PIPELINE_SCHEMA" | sort >schema-stages &&
 	test -s stages &&
 	test_cmp stages schema-stages
+'
+
+# Each stage's keys in the schema against --list-stages=json: the same
+# names, a type that takes what the loader takes (string: a scalar;
+# integer, boolean; strings: a scalar or a list; mapping: an object), the
+# required ones required, a scalar form where there is a shorthand, and
+# no bare-name form for a stage that requires a key.
+cat >keys.py <<\EOF
+import json, sys
+schema = json.load(open(sys.argv[1]))
+stages = json.load(open(sys.argv[2]))
+defs = schema["$defs"]
+bad = []
+
+def resolve(s):
+    while "$ref" in s:
+        s = defs[s["$ref"].split("/")[-1]]
+    return s
+
+def types(s):
+    s = resolve(s)
+    out = set()
+    t = s.get("type")
+    if isinstance(t, str):
+        out.add(t)
+    elif isinstance(t, list):
+        out.update(t)
+    for alt in s.get("anyOf", []) + s.get("oneOf", []):
+        out |= types(alt)
+    for v in s.get("enum", []):
+        out.add("string" if isinstance(v, str) else type(v).__name__)
+    return out
+
+want = {
+    "string": ({"string"}, {"array", "object"}),
+    "integer": ({"integer"}, {"array", "object"}),
+    "boolean": ({"boolean"}, {"array", "object"}),
+    "strings": ({"string", "array"}, {"object"}),
+    "mapping": ({"object"}, {"array"}),
+}
+
+bare = set(resolve(defs["stage"])["anyOf"][0]["enum"])
+for st in stages:
+    name = st["name"]
+    d = resolve(defs[name])
+    objs = [resolve(a) for a in d.get("anyOf", [d])
+            if resolve(a).get("type") == "object"]
+    props = objs[0].get("properties", {}) if objs else {}
+    required = set(objs[0].get("required", [])) if objs else set()
+    keys = {k["name"]: k for k in st["keys"]}
+    for k in sorted(set(props) - set(keys)):
+        bad.append("%s: schema key '%s' is not a key of the stage" % (name, k))
+    for k in sorted(set(keys) - set(props)):
+        bad.append("%s: key '%s' is not in the schema" % (name, k))
+    for k in sorted(set(keys) & set(props)):
+        have = types(props[k])
+        need, never = want[keys[k]["type"]]
+        if not need <= have or have & never:
+            bad.append("%s: key '%s' is %s, the schema takes %s" %
+                (name, k, keys[k]["type"], sorted(have)))
+        if keys[k]["required"] != (k in required):
+            bad.append("%s: key '%s' required is %s in reops-run" %
+                (name, k, keys[k]["required"]))
+    if name in bare and any(k["required"] for k in st["keys"]):
+        bad.append("%s: the bare name is allowed in the schema" % name)
+    if st["shorthand"] is not None and not [a for a in d.get("anyOf", [])
+            if resolve(a).get("type") != "object" and
+            resolve(a).get("type") != "null"]:
+        bad.append("%s: the shorthand '%s' has no scalar form in the schema" %
+            (name, st["shorthand"]))
+for b in bad:
+    print(b)
+sys.exit(1 if bad else 0)
+EOF
+
+test_expect_success 'the schema has each stage'\''s keys and types, no more' '
+	reops_run --list-stages=json >stages.json &&
+	python3 keys.py "$PIPELINE_SCHEMA" stages.json
+'
+
+test_expect_success 'a bare stage name: the schema and reops-run agree' '
+	python3 -c "
+import json, sys
+s = json.load(open(sys.argv[1]))
+for n in s[\"\$defs\"][\"stage\"][\"anyOf\"][0][\"enum\"]:
+    print(n)
+" "$PIPELINE_SCHEMA" >bare &&
+	python3 -c "
+import json, sys
+for s in json.load(open(sys.argv[1])):
+    print(s[\"name\"], \"hosts: local\" if \"hosts\" in s[\"rows\"] else \"systems: all\")
+" stages.json >kinds &&
+	test -s bare &&
+	while read -r name sel; do
+		printf "%s\nstages: [ %s ]\n" "$sel" "$name" >bare.yaml &&
+		if grep -q -x -F "$name" bare; then want=0; else want=2; fi &&
+		test_exit $want reops_run -i "$SRCDIR/hosts.d" --check bare.yaml \
+		    >/dev/null 2>err ||
+		{ echo "bare $name: want exit $want"; cat err; return 1; }
+	done <kinds
+'
+
+test_expect_success 'the keys check tells a key the schema lacks' '
+	reops_run --list-stages=json |
+	    sed -e "s/{\"name\":\"sudo\"/{\"name\":\"sudoer\"/" >more.json &&
+	! python3 keys.py "$PIPELINE_SCHEMA" more.json >out &&
+	test_grep "key .sudoer. is not in the schema" out
 '
 
 # Pipelines that reops-run accepts; the schema must not be stricter.
@@ -128,6 +236,28 @@ stages:
   - exec: uptime
   - parse: "load average: (?<load1>[0-9.]+)"
   - parse: { column: load1, regex: "^(?<int>[0-9]+)", all: true, optional: false }'
+
+good_pipeline stage-name 'hosts: local
+stages:
+  - exec: uptime
+    name: check uptime
+  - name: 5
+    ls: { path: / }
+  - name: show
+    pretty:'
+
+bad_pipeline stage-name-two-stages 'hosts: local
+stages:
+  - exec: uptime
+    ls: /
+    name: two'
+bad_pipeline stage-name-alone 'hosts: local
+stages:
+  - name: alone'
+bad_pipeline stage-name-list 'hosts: local
+stages:
+  - exec: uptime
+    name: [a, b]'
 
 bad_pipeline unknown-top-key 'hosts: local
 stage: [pretty]'
