@@ -693,7 +693,7 @@ out:
 	progress_free(run.progress);
 	provision_free(&run);
 	virt_close(&run);
-	ssh_cleanup(&run);
+	transport_close_all(&run);
 	for (i = 0; i < npl; i++) {
 		pipeline_free(pl[i]);
 		free(targets[i]);
