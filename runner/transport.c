@@ -174,7 +174,11 @@ job_end(struct job *j, enum job_end how, int value, const char *reason)
 		r->status = ST_FAILED;
 		if ((name = reason) == NULL)
 			name = signal_name(value);
-		if (name != NULL)
+		if (value == 0 && name != NULL)	/* unknown: as named */
+			buf_printf(&r->err, "reops-run: killed by signal "
+			    "%s%s\n", strncmp(name, "SIG", 3) != 0 ? "SIG" : "",
+			    name);
+		else if (name != NULL)
 			buf_printf(&r->err, "reops-run: killed by signal %d "
 			    "(SIG%s)\n", value, name);
 		else
