@@ -6,10 +6,6 @@
  * 128+N, 130 and unreachable, one table of signal names), the one --forks
  * budget of a stage and the run's file descriptor budget.
  */
-#include <sys/resource.h>
-
-#include <dirent.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
