@@ -1,8 +1,10 @@
 /*
  * local.c: the local transport. Each job is /bin/sh -c COMMAND in its own
- * process group, up to --forks at once; one poll loop reads every stdout,
- * stderr and pidfd, so no child ever blocks on a full pipe, and a deadline
- * kills the whole process group.
+ * process group, started with posix_spawn (a vfork, not a copy of a
+ * process that maps libvirt, libssh2 and libzmq), as many at once as the
+ * shared --forks budget gives; one poll loop reads every stdout, stderr
+ * and pidfd, so no child ever blocks on a full pipe, and a deadline kills
+ * the whole process group.
  */
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -13,12 +15,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "run.h"
-#include "secret.h"
+#include "transport.h"
 
 #define KILL_GRACE_MS	1000
 /*
@@ -29,6 +31,8 @@
  */
 #define START_FDS	6
 #define HELD_BACK_MS	20
+
+extern char	**environ;
 
 struct proc {
 	struct job	*job;
@@ -52,74 +56,6 @@ pidfd_open_(pid_t pid)
 	errno = ENOSYS;
 	return -1;
 #endif
-}
-
-/*
- * Why exec failed, from a fixed table: after fork in a threaded program
- * strerror may take locks another thread held.
- */
-static const char *
-exec_error(int e)
-{
-	switch (e) {
-	case E2BIG: return "Argument list too long";
-	case EACCES: return "Permission denied";
-	case ENOENT: return "No such file or directory";
-	case ENOEXEC: return "Exec format error";
-	case ENOMEM: return "Cannot allocate memory";
-	case ETXTBSY: return "Text file busy";
-	case ELOOP: return "Too many levels of symbolic links";
-	case ENAMETOOLONG: return "File name too long";
-	case EMFILE: return "Too many open files";
-	case EAGAIN: return "Resource temporarily unavailable";
-	}
-	return "exec failed";
-}
-
-/* fd onto target, inheritable: dup2(fd, fd) would keep O_CLOEXEC. */
-static void
-onto(int fd, int target)
-{
-	if (fd == target)
-		fcntl(fd, F_SETFD, 0);
-	else
-		dup2(fd, target);
-}
-
-static void
-child(const char *command, int in, int out, int err)
-{
-	sigset_t	 set;
-	const char	*why;
-	int		 null;
-
-	setpgid(0, 0);
-	sigemptyset(&set);
-	sigprocmask(SIG_SETMASK, &set, NULL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
-	/* Out of 0-2 first, so that one dup2 cannot overwrite another. */
-	if (in != -1 && in <= 2)
-		in = fcntl(in, F_DUPFD_CLOEXEC, 3);
-	if (out <= 2)
-		out = fcntl(out, F_DUPFD_CLOEXEC, 3);
-	if (err <= 2)
-		err = fcntl(err, F_DUPFD_CLOEXEC, 3);
-	if (in != -1)
-		onto(in, 0);
-	else if ((null = open("/dev/null", O_RDONLY)) != -1) {
-		onto(null, 0);
-		if (null != 0)
-			close(null);
-	}
-	onto(out, 1);
-	onto(err, 2);
-	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
-	why = exec_error(errno);
-	(void)!write(2, "reops-run: cannot run command: ", 31);
-	(void)!write(2, why, strlen(why));
-	(void)!write(2, "\n", 1);
-	_exit(127);
 }
 
 /*
@@ -154,10 +90,79 @@ input_fd(const struct job *j)
 	return fd;
 }
 
+/* Moves a descriptor out of 0-2, which a closed std stream left free. */
+static int
+above_std(int *fd)
+{
+	int	n;
+
+	if (*fd == -1 || *fd > 2)
+		return 0;
+	if ((n = fcntl(*fd, F_DUPFD_CLOEXEC, 3)) == -1)
+		return -1;
+	close(*fd);
+	*fd = n;
+	return 0;
+}
+
+/*
+ * posix_spawn does in the child what a fork did: a process group of its
+ * own, no signal blocked, SIGINT and SIGPIPE (ignored here) at their
+ * defaults, stdin from the job's input or /dev/null, stdout and stderr
+ * to the pipes. Everything else of ours is O_CLOEXEC. 0, or an errno.
+ */
+static int
+spawn(pid_t *pid, const char *command, int in, int out, int err)
+{
+	posix_spawn_file_actions_t	 fa;
+	posix_spawnattr_t		 attr;
+	sigset_t			 set;
+	char				*argv[] = { "sh", "-c", NULL, NULL };
+	int				 e;
+
+	argv[2] = (char *)command;
+	if ((e = posix_spawnattr_init(&attr)) != 0)
+		return e;
+	if ((e = posix_spawn_file_actions_init(&fa)) != 0) {
+		posix_spawnattr_destroy(&attr);
+		return e;
+	}
+	sigemptyset(&set);
+	if ((e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
+	    (e = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
+	    (e = posix_spawnattr_setsigmask(&attr, &set)) != 0)
+		goto out;
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	if ((e = posix_spawnattr_setsigdefault(&attr, &set)) != 0)
+		goto out;
+	/* All three are above 2, so no dup2 overwrites another's source. */
+	if (in != -1)
+		e = posix_spawn_file_actions_adddup2(&fa, in, 0);
+	else
+		e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
+		    O_RDONLY, 0);
+	if (e != 0 ||
+	    (e = posix_spawn_file_actions_adddup2(&fa, out, 1)) != 0 ||
+	    (e = posix_spawn_file_actions_adddup2(&fa, err, 2)) != 0)
+		goto out;
+	e = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
+out:
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return e;
+}
+
+/*
+ * 0 with the command running; -1 when nothing could be made for it (errno
+ * says why); 1 when /bin/sh could not be run: the row is final, and says
+ * why as the child used to before it exited 127.
+ */
 static int
 start(struct proc *p, struct job *j)
 {
-	int	out[2], err[2], in;
+	int	out[2], err[2], in, e;
 
 	memset(p, 0, sizeof *p);
 	p->job = j;
@@ -174,20 +179,25 @@ start(struct proc *p, struct job *j)
 		close(out[1]);
 		goto fail;
 	}
-	if ((p->pid = fork()) == -1) {
-		close(out[0]);
-		close(out[1]);
-		close(err[0]);
-		close(err[1]);
-		goto fail;
-	}
-	if (p->pid == 0)
-		child(j->command, in, out[1], err[1]);
+	if (above_std(&in) != 0 || above_std(&out[1]) != 0 ||
+	    above_std(&err[1]) != 0)
+		e = errno;
+	else
+		e = spawn(&p->pid, j->command, in, out[1], err[1]);
 	if (in != -1)
 		close(in);
-	setpgid(p->pid, p->pid);
 	close(out[1]);
 	close(err[1]);
+	if (e != 0) {
+		close(out[0]);
+		close(err[0]);
+		buf_printf(&j->row->err, "reops-run: cannot run command: "
+		    "%s\n", xstrerror(e));
+		j->row->duration_ms = now_ms() - p->start;
+		job_end(j, END_EXIT, 127, NULL);
+		job_done(j);
+		return 1;
+	}
 	p->fd[0] = out[0];
 	p->fd[1] = err[0];
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -245,60 +255,24 @@ reap(struct proc *p, int block)
 	}
 }
 
-static const char *
-signame(int sig)
-{
-	switch (sig) {
-	case SIGHUP: return "SIGHUP";
-	case SIGINT: return "SIGINT";
-	case SIGQUIT: return "SIGQUIT";
-	case SIGILL: return "SIGILL";
-	case SIGABRT: return "SIGABRT";
-	case SIGFPE: return "SIGFPE";
-	case SIGKILL: return "SIGKILL";
-	case SIGSEGV: return "SIGSEGV";
-	case SIGPIPE: return "SIGPIPE";
-	case SIGALRM: return "SIGALRM";
-	case SIGTERM: return "SIGTERM";
-	case SIGBUS: return "SIGBUS";
-	case SIGUSR1: return "SIGUSR1";
-	case SIGUSR2: return "SIGUSR2";
-	}
-	return "signal";
-}
-
-/* Exit status and signals as the ssh transport maps them too. */
+/* The row's end, as every transport says it. */
 static void
 finish(struct proc *p)
 {
-	struct row	*r = p->job->row;
-	int		 sig;
+	struct job	*j = p->job;
 
-	r->duration_ms = now_ms() - p->start;
-	if (p->timed_out) {
-		r->status = ST_FAILED;
-		r->code = 124;
-		buf_printf(&r->err, "reops-run: timed out after %ds\n",
-		    p->job->timeout);
-	} else if (run_interrupted && p->killed_at != 0) {
-		r->status = ST_FAILED;
-		r->code = 130;
-		buf_adds(&r->err, "reops-run: interrupted\n");
-	} else if (WIFEXITED(p->status)) {
-		r->code = WEXITSTATUS(p->status);
-		r->status = r->code == 0 ? ST_OK : ST_FAILED;
-	} else if (WIFSIGNALED(p->status)) {
-		sig = WTERMSIG(p->status);
-		r->code = 128 + sig;
-		r->status = ST_FAILED;
-		buf_printf(&r->err, "reops-run: killed by signal %d (%s)\n",
-		    sig, signame(sig));
-	} else {
-		r->code = -1;
-		r->status = ST_FAILED;
-	}
-	secret_mask_row(r);
-	run_row_done(p->job->run, r);
+	j->row->duration_ms = now_ms() - p->start;
+	if (p->timed_out)
+		job_end(j, END_TIMEOUT, j->timeout, NULL);
+	else if (run_interrupted && p->killed_at != 0)
+		job_end(j, END_INTERRUPTED, 0, NULL);
+	else if (WIFEXITED(p->status))
+		job_end(j, END_EXIT, WEXITSTATUS(p->status), NULL);
+	else if (WIFSIGNALED(p->status))
+		job_end(j, END_SIGNAL, WTERMSIG(p->status), NULL);
+	else
+		job_end(j, END_EXIT, -1, NULL);
+	job_done(j);
 }
 
 static void
@@ -323,13 +297,19 @@ done(const struct proc *p)
 static void
 not_started(struct job *j)
 {
-	buf_reset(&j->row->out);
-	buf_reset(&j->row->err);
-	buf_printf(&j->row->err, "reops-run: not started: too few file "
-	    "descriptors (the limit on open files is %ld)\n", fd_limit());
-	j->row->status = ST_FAILED;
-	j->row->code = 127;
-	j->row->duration_ms = 0;
+	char	*why;
+
+	why = xasprintf("not started: too few file descriptors (the limit "
+	    "on open files is %ld)", fd_limit());
+	job_end(j, END_NOT_RUN, 127, why);
+	free(why);
+}
+
+/* copy: the script reads the file where it is. */
+void
+local_put(struct job *j, const struct put_file *pf)
+{
+	j->command = put_command(pf, 1);
 }
 
 static void
@@ -346,18 +326,32 @@ local_run(struct run *run, struct job **jobs, size_t n)
 	struct proc	*procs;
 	struct pollfd	*pfd;
 	size_t		 next = 0, running = 0, i, k, np;
-	int		 forks, wait_ms, held, r = 0;
+	int		 forks, wait_ms, held, full, sr, r = 0;
 	long long	 now, until;
 
-	forks = run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
+	forks = forks_max(run);
 	procs = xcalloc((size_t)forks, sizeof *procs);
 	pfd = xcalloc((size_t)forks * 3, sizeof *pfd);
 	while (next < n || running > 0) {
-		held = 0;
-		while (!run_interrupted && next < n &&
-		    running < (size_t)forks) {
+		held = full = 0;
+		while (!run_interrupted && next < n) {
+			/* ping: a local row is there, with nothing to run. */
+			if (jobs[next]->command == NULL) {
+				buf_reset(&jobs[next]->row->out);
+				buf_reset(&jobs[next]->row->err);
+				jobs[next]->row->duration_ms = 0;
+				job_end(jobs[next], END_EXIT, 0, NULL);
+				job_done(jobs[next++]);
+				continue;
+			}
+			/* --forks counts the rows of every transport. */
+			if (forks_take(run) != 0) {
+				full = 1;
+				break;
+			}
 			/* What does not fit in the descriptors waits. */
 			if (fd_reserve(START_FDS) != 0) {
+				forks_give();
 				if (!fd_fits_ever(START_FDS)) {
 					not_started(jobs[next++]);
 					continue;
@@ -367,11 +361,17 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			}
 			for (i = 0; procs[i].job != NULL; i++)
 				;
-			if (start(&procs[i], jobs[next]) != 0) {
+			if ((sr = start(&procs[i], jobs[next])) != 0) {
 				fd_release(START_FDS);
+				forks_give();
+				if (sr == 1) {
+					procs[i].job = NULL;
+					next++;
+					continue;
+				}
 				buf_printf(&jobs[next]->row->err, "reops-run: "
 				    "unable to start /bin/sh: %s\n",
-				    strerror(errno));
+				    xstrerror(errno));
 				jobs[next]->row->status = ST_FAILED;
 				jobs[next]->row->code = 127;
 				procs[i].job = NULL;
@@ -393,8 +393,9 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				    "started: interrupted\n");
 			}
 		}
-		if (running == 0 && held) {
-			/* Ours are all done; others hold the descriptors. */
+		if (running == 0 && (held || full)) {
+			/* Ours are all done; others hold the descriptors or
+			 * the --forks slots. */
 			poll(NULL, 0, HELD_BACK_MS);
 			continue;
 		}
@@ -430,8 +431,11 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				np++;
 			}
 		}
+		/* Slots another transport gives back wake nobody here. */
+		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
+			wait_ms = HELD_BACK_MS;
 		if (poll(pfd, np, wait_ms) == -1 && errno != EINTR) {
-			log_warn("local commands: poll: %s", strerror(errno));
+			log_warn("local commands: poll: %s", xstrerror(errno));
 			r = -1;
 			break;
 		}
@@ -450,6 +454,7 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			if (done(p)) {
 				finish(p);
 				fd_release(p->fds);
+				forks_give();
 				p->job = NULL;
 				running--;
 			}
@@ -466,6 +471,7 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				close(procs[i].fd[k]);
 		reap(&procs[i], 1);
 		fd_release(procs[i].fds);
+		forks_give();
 		not_finished(procs[i].job);
 	}
 	for (; next < n; next++)

@@ -792,7 +792,7 @@ out:
 	progress_free(run.progress);
 	stages_free_run(&run);
 	virt_close(&run);
-	ssh_cleanup(&run);
+	transport_close_all(&run);
 	for (i = 0; i < npl; i++) {
 		pipeline_free(pl[i]);
 		free(targets[i]);

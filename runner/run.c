@@ -1,22 +1,19 @@
 /*
- * run.c: runs a loaded pipeline's stages in order on the result table and
- * hands remote jobs to the transport of each row's group.
+ * run.c: runs a loaded pipeline's stages in order on the result table,
+ * builds the jobs of command stages for run_jobs (transport.c), and keeps
+ * the run's file descriptor budget.
  */
 #include <sys/resource.h>
 
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "progress.h"
 #include "run.h"
 #include "secret.h"
-#include "ssh.h"
-
-volatile sig_atomic_t run_interrupted;
 
 /*
  * Left for what the budget does not count: files, pipes and sockets
@@ -190,95 +187,6 @@ run_row_done(struct run *run, const struct row *r)
 {
 	if (run != NULL)
 		progress_row(run->progress, r);
-}
-
-static void
-unavailable(struct job *j, const char *transport)
-{
-	struct row	*r = j->row;
-
-	buf_reset(&r->out);
-	buf_reset(&r->err);
-	buf_printf(&r->err, "reops-run: transport '%s' is not available in "
-	    "this version\n", transport);
-	r->status = ST_UNREACHABLE;
-	r->code = -1;
-	r->duration_ms = 0;
-	run_row_done(j->run, r);
-}
-
-struct ssh_batch {
-	struct run	 *run;
-	struct job	**jobs;
-	size_t		  n;
-	int		  r;
-};
-
-/* SIGINT stays with the main thread, whose poll it must interrupt. */
-static void *
-ssh_batch_main(void *arg)
-{
-	struct ssh_batch	*b = arg;
-	sigset_t		 set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	b->r = ssh_run(b->run, b->jobs, b->n);
-	return NULL;
-}
-
-/*
- * Each transport takes its own rows. When a stage has both local and ssh
- * rows, the ssh loop runs in a thread of its own beside the local one, so
- * neither waits for the other to finish.
- */
-int
-run_jobs(struct run *run, struct job *jobs, size_t n)
-{
-	struct job		**local, **ssh;
-	struct ssh_batch	  batch;
-	pthread_t		  tid;
-	size_t			  i, nlocal = 0, nssh = 0;
-	int			  r = 0, threaded = 0;
-
-	local = xcalloc(n, sizeof *local);
-	ssh = xcalloc(n, sizeof *ssh);
-	progress_add(run->progress, n);
-	for (i = 0; i < n; i++) {
-		jobs[i].run = run;
-		switch (jobs[i].row->host->group->transport) {
-		case TR_LOCAL:
-			local[nlocal++] = &jobs[i];
-			break;
-		case TR_SSH:
-			ssh[nssh++] = &jobs[i];
-			break;
-		case TR_AGENT:
-			unavailable(&jobs[i], transport_name(
-			    jobs[i].row->host->group->transport));
-			break;
-		}
-	}
-	if (nlocal > 0 && nssh > 0) {
-		batch.run = run;
-		batch.jobs = ssh;
-		batch.n = nssh;
-		batch.r = 0;
-		threaded = pthread_create(&tid, NULL, ssh_batch_main,
-		    &batch) == 0;
-	}
-	if (nlocal > 0)
-		r = local_run(run, local, nlocal);
-	if (threaded) {
-		pthread_join(tid, NULL);
-		if (batch.r != 0)
-			r = -1;
-	} else if (nssh > 0 && ssh_run(run, ssh, nssh) != 0)
-		r = -1;
-	free(local);
-	free(ssh);
-	return r;
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
- * run.h: running loaded pipelines: the run's options and state, the
- * remote jobs that stages hand to the transports, and the printers.
+ * run.h: running loaded pipelines: the run's options and state, what
+ * stages call to run commands, and the printers. What the transports
+ * share is in transport.h.
  */
 #ifndef REOPS_RUN_H
 #define REOPS_RUN_H
@@ -11,8 +12,7 @@
 #include "inventory.h"
 #include "pipeline.h"
 #include "table.h"
-
-#define DEFAULT_FORKS	256
+#include "transport.h"
 
 enum color_mode {
 	COLOR_AUTO,
@@ -51,18 +51,6 @@ struct run {
 	struct progress		*progress; /* live line, -v row lines */
 };
 
-/* One remote operation on one row's target, filled in by a transport. */
-struct job {
-	struct row	*row;
-	char		*command;	/* for /bin/sh -c on the target */
-	int		 timeout;	/* seconds; 0: none */
-	const char	*input;		/* stdin of the command, or NULL */
-	size_t		 input_len;
-	struct run	*run;		/* set by run_jobs, for run_row_done */
-};
-
-extern volatile sig_atomic_t run_interrupted;
-
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
 void	run_row_done(struct run *, const struct row *);
@@ -72,18 +60,6 @@ int	run_commands(struct run *, struct stage *, struct table *,
 void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 
-/*
- * File descriptors: one budget for the run (the soft limit, raised to the
- * hard one, less what is open and some headroom), shared by the
- * transports' loops, which hold back work that does not fit.
- */
-int	fd_reserve(int);
-void	fd_release(int);
-int	fd_fits_ever(int);
-int	fd_pressed(void);
-long	fd_limit(void);
-
-int	local_run(struct run *, struct job **, size_t);
 void	virt_close(struct run *);
 
 void	print_pretty(struct run *, FILE *, const struct table *);

@@ -142,7 +142,7 @@ struct slot {
 	enum kill_state		 killing;
 	LIBSSH2_CHANNEL		*kch;
 	long long		 kill_deadline;
-	char			 why[64];	/* the row's reason, said after */
+	int			 given_up;	/* the row is final: killing */
 };
 
 struct ssh_cache {

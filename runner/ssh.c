@@ -26,7 +26,6 @@
 
 #include "knownhosts.h"
 #include "run.h"
-#include "secret.h"
 #include "ssh.h"
 #include "ssh-int.h"
 
@@ -38,7 +37,6 @@
 #define RESOLVE_WAIT_MS		2000
 /* Reads per step, so one chatty host cannot starve the others. */
 #define READ_ROUNDS		64
-#define UNREACHABLE_CODE	255	/* what ssh(1) exits with */
 /* The line the wrapper of each command puts first on its stderr. */
 #define PGID_MARK		"reops-pgid="
 /* Stderr seen without that line: past this, it is not coming. */
@@ -81,26 +79,15 @@
 	"printf \"" PGID_MARK "%s\\n\" \"$p\" >&2; "			\
 	"exec /bin/sh -c \"$1\""
 
-static const struct {
-	const char	*name;
-	int		 num;
-} signals[] = {
-	{ "HUP", 1 }, { "INT", 2 }, { "QUIT", 3 }, { "ILL", 4 },
-	{ "ABRT", 6 }, { "FPE", 8 }, { "KILL", 9 }, { "USR1", 10 },
-	{ "SEGV", 11 }, { "USR2", 12 }, { "PIPE", 13 }, { "ALRM", 14 },
-	{ "TERM", 15 }, { "BUS", 7 },
-};
-
 static void	row_not_run(struct row *, const char *);
 
 static void
 finish_slot(struct slot *sl)
 {
 	/* A command being killed was timed when it was given up. */
-	if (sl->why[0] == '\0')
+	if (!sl->given_up)
 		sl->job->row->duration_ms = now_ms() - sl->start;
-	secret_mask_row(sl->job->row);
-	run_row_done(sl->job->run, sl->job->row);
+	job_done(sl->job);
 	if (sl->c != NULL)
 		sl->c->busy = NULL;
 	sl->job = NULL;
@@ -111,54 +98,38 @@ finish_slot(struct slot *sl)
 static void
 row_unreachable(struct slot *sl, const char *reason)
 {
-	struct row	*r = sl->job->row;
-
-	buf_reset(&r->out);
-	buf_reset(&r->err);
-	buf_printf(&r->err, "reops-run: %s\n", reason);
-	r->status = ST_UNREACHABLE;
-	r->code = UNREACHABLE_CODE;
+	job_end(sl->job, END_UNREACHABLE, 0, reason);
 	finish_slot(sl);
 }
 
 /*
- * Exit status and signals as the local transport maps them. A command
- * that TERM or KILL ended after our deadline was ended by its host's
- * watchdog while we were too slow to do it ourselves: it timed out.
+ * Exit status and signals, as every transport says them. A command that
+ * TERM or KILL ended after our deadline was ended by its host's watchdog
+ * while we were too slow to do it ourselves: it timed out.
  */
 static void
 row_exit(struct slot *sl)
 {
-	struct row	*r = sl->job->row;
-	char		*sig = NULL;
-	size_t		 len = 0, i;
+	char		*sig = NULL, name[16];
+	size_t		 len = 0;
 	int		 num = 0, code;
 
 	libssh2_channel_get_exit_signal(sl->ch, &sig, &len, NULL, NULL, NULL,
 	    NULL);
 	if (sig != NULL && len > 0) {
-		for (i = 0; i < nitems(signals); i++)
-			if (strlen(signals[i].name) == len &&
-			    memcmp(signals[i].name, sig, len) == 0)
-				num = signals[i].num;
+		num = signal_number(sig, len);
 		code = 128 + num;
 	} else
 		code = libssh2_channel_get_exit_status(sl->ch);
 	if (sl->deadline != 0 && now_ms() >= sl->deadline &&
-	    (code == 128 + 15 || code == 128 + 9)) {
-		buf_printf(&r->err, "reops-run: timed out after %ds\n",
-		    sl->job->timeout);
-		r->code = 124;
-		r->status = ST_FAILED;
-	} else if (sig != NULL && len > 0) {
-		r->code = code;
-		r->status = ST_FAILED;
-		buf_printf(&r->err, "reops-run: killed by signal %d (SIG%.*s)\n",
-		    num, (int)len, sig);
-	} else {
-		r->code = code;
-		r->status = r->code == 0 ? ST_OK : ST_FAILED;
-	}
+	    (code == 128 + SIGTERM || code == 128 + SIGKILL))
+		job_end(sl->job, END_TIMEOUT, sl->job->timeout, NULL);
+	else if (sig != NULL && len > 0) {
+		/* One the table lacks keeps the name the host gave. */
+		snprintf(name, sizeof name, "%.*s", (int)len, sig);
+		job_end(sl->job, END_SIGNAL, num, num != 0 ? NULL : name);
+	} else
+		job_end(sl->job, END_EXIT, code, NULL);
 	if (sig != NULL)
 		libssh2_free(sl->c->s, sig);
 }
@@ -356,11 +327,8 @@ job_step(struct slot *sl)
 static void
 kill_end(struct slot *sl, int gone)
 {
-	struct row	*r = sl->job->row;
-
 	/* Not killed from here: the host's watchdog does it, at the
 	 * deadline or now that the connection goes. */
-	buf_printf(&r->err, "%s\n", sl->why);
 	if (!gone)
 		log_debug("%s: no answer to the kill; its host's watchdog ends "
 		    "the command", sl->c->host->name);
@@ -473,6 +441,7 @@ static void
 kill_start(struct slot *sl)
 {
 	sl->job->row->duration_ms = now_ms() - sl->start;
+	sl->given_up = 1;
 	sl->deadline = 0;
 	if (sl->js == J_OPEN || sl->js >= J_CLOSE) {
 		kill_end(sl, 1);	/* no command, or it has ended */
@@ -534,7 +503,7 @@ slot_step(struct ssh_cache *sc, struct slot *sl)
 	    "while running the command: %s\n", c->addr, c->port,
 	    conn_error(c));
 	row->status = ST_UNREACHABLE;
-	row->code = UNREACHABLE_CODE;
+	row->code = CODE_UNREACHABLE;
 	sl->ch = NULL;
 	conn_drop(c, 0);
 	finish_slot(sl);
@@ -565,7 +534,6 @@ static void
 slot_timeout(struct slot *sl)
 {
 	struct conn	*c = sl->c;
-	struct row	*r = sl->job->row;
 	int		 secs;
 
 	if (sl->killing) {
@@ -579,21 +547,14 @@ slot_timeout(struct slot *sl)
 		row_unreachable(sl, c->reason);
 		return;
 	}
-	snprintf(sl->why, sizeof sl->why, "reops-run: timed out after %ds",
-	    sl->job->timeout);
-	r->status = ST_FAILED;
-	r->code = 124;
+	job_end(sl->job, END_TIMEOUT, sl->job->timeout, NULL);
 	kill_start(sl);
 }
 
 static void
 slot_interrupt(struct slot *sl)
 {
-	struct row	*r = sl->job->row;
-
-	snprintf(sl->why, sizeof sl->why, "reops-run: interrupted");
-	r->status = ST_FAILED;
-	r->code = 130;
+	job_end(sl->job, END_INTERRUPTED, 0, NULL);
 	kill_start(sl);
 }
 
@@ -643,12 +604,18 @@ conn_admit(struct ssh_cache *sc, struct conn *c)
 static void
 row_not_run(struct row *r, const char *why)
 {
-	buf_reset(&r->out);
-	buf_reset(&r->err);
-	buf_printf(&r->err, "reops-run: %s\n", why);
-	r->status = ST_FAILED;
-	r->code = -1;
-	r->duration_ms = 0;
+	struct job	j = { .row = r };
+
+	job_end(&j, END_NOT_RUN, -1, why);
+}
+
+/* copy: the bytes go on the command's stdin. */
+void
+ssh_put(struct job *j, const struct put_file *pf)
+{
+	j->command = put_command(pf, 0);
+	j->input = pf->data;
+	j->input_len = pf->len;
 }
 
 int
@@ -662,10 +629,10 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	size_t			*at;
 	size_t			 first = 0, active = 0, i, k, np, npfd, jb;
 	long long		 now, d;
-	int			 forks, wait_ms, held, r = 0;
+	int			 forks, wait_ms, held, full, r = 0;
 	char			*why;
 
-	forks = run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
+	forks = forks_max(run);
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
@@ -679,7 +646,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		 * so does one whose connection does not fit in the
 		 * descriptors yet.
 		 */
-		held = 0;
+		held = full = 0;
 		for (i = first; !run_interrupted && i < n &&
 		    active < (size_t)forks; i++) {
 			if (started[i])
@@ -689,11 +656,18 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				c = conn_new(sc, jobs[i]->row->host);
 			if (c->busy != NULL)
 				continue;
+			/* --forks counts the rows of every transport. */
+			if (forks_take(run) != 0) {
+				full = 1;
+				break;
+			}
 			switch (conn_admit(sc, c)) {
 			case 1:
+				forks_give();
 				held = 1;
 				continue;
 			case -1:
+				forks_give();
 				started[i] = 1;
 				why = xasprintf("not started: too few file "
 				    "descriptors (the limit on open files is "
@@ -706,6 +680,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			if (c->state == C_DEAD) {
 				struct slot	tmp;
 
+				forks_give();
 				slot_start(&tmp, jobs[i], c);
 				row_unreachable(&tmp, c->reason);
 				jobs[i]->row->duration_ms = 0;
@@ -733,14 +708,16 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				if (slots[i].job == NULL || slots[i].killing)
 					continue;
 				slot_interrupt(&slots[i]);
-				if (slots[i].job == NULL)
+				if (slots[i].job == NULL) {
 					active--;
+					forks_give();
+				}
 			}
 		}
 		if (active == 0 && first >= n)
 			break;
 		now = now_ms();
-		wait_ms = held && active == 0 ? HELD_BACK_MS : -1;
+		wait_ms = (held || full) && active == 0 ? HELD_BACK_MS : -1;
 		/* Only the slots at work: poll takes no more than the limit. */
 		for (i = 0, np = 0; i < (size_t)forks; i++) {
 			if (slots[i].job == NULL)
@@ -770,6 +747,9 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		jb = np;
 		if (jump_pollfds(sc, pfd + jb))
 			wait_ms = 0;
+		/* Slots another transport gives back wake nobody here. */
+		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
+			wait_ms = HELD_BACK_MS;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
@@ -796,6 +776,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				slot_timeout(sl);
 			if (sl->job == NULL) {
 				active--;
+				forks_give();
 				/* Short of descriptors: no idle connection. */
 				if (c->busy == NULL && c->state == C_READY &&
 				    fd_pressed())
@@ -814,6 +795,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			slots[i].ch = NULL;
 			conn_drop(slots[i].c, 0);
 			finish_slot(&slots[i]);
+			forks_give();
 		}
 		for (k = 0; k < n; k++)
 			if (!started[k])

@@ -1,8 +1,9 @@
 /*
  * stage-copy.c: "copy" uploads a file to each host: to a temporary name
  * beside dest, then chmod and rename, so a reader of dest never sees half a
- * file. Over ssh the bytes go on the command's stdin (no scp or sftp
- * needed on the host); locally the same script copies the file itself.
+ * file. Each transport puts it its own way (transport_put): over ssh the
+ * bytes go on the command's stdin (no scp or sftp needed on the host);
+ * locally the same script copies the file itself.
  * The result says bytes and sha256, computed here; when the host has
  * sha256sum, its digest of what landed must agree.
  */
@@ -119,69 +120,37 @@ copy_cleanup(struct stage *st)
 	st->data = NULL;
 }
 
-/*
- * The script: the bytes come from stdin (ssh) or from src (local); a
- * failure anywhere leaves dest as it was and removes the temporary file.
- */
-static char *
-copy_command(struct stage *st, const struct row *r, int local)
-{
-	struct copy	*c = st->data;
-	struct buf	 dest, s, cmd;
-
-	buf_init(&dest);
-	buf_init(&s);
-	buf_init(&cmd);
-	expand_row(&dest, stage_str(st, "dest", ""), r);
-	buf_adds(&s, "set -e; d=");
-	shell_quote(&s, dest.data != NULL ? dest.data : "");
-	/* Every operand after "--": dest may begin with a dash. */
-	buf_adds(&s, "; t=$(mktemp -- \"$d.reops.XXXXXX\"); "
-	    "trap 'rm -f -- \"$t\"' EXIT; ");
-	if (local) {
-		buf_adds(&s, "cat -- ");
-		shell_quote(&s, c->path);
-		buf_adds(&s, " >\"$t\"; ");
-	} else
-		buf_adds(&s, "cat >\"$t\"; ");
-	buf_printf(&s, "chmod %s -- \"$t\"; mv -f -- \"$t\" \"$d\"; "
-	    "trap - EXIT; "
-	    "if command -v sha256sum >/dev/null 2>&1; then "
-	    "sha256sum <\"$d\"; fi", c->mode);
-	if (stage_bool(st, "sudo", 0)) {
-		buf_adds(&cmd, "sudo -n -- /bin/sh -c ");
-		shell_quote(&cmd, s.data);
-	} else
-		buf_add(&cmd, s.data, s.len);
-	buf_free(&dest);
-	buf_free(&s);
-	return buf_steal(&cmd);
-}
-
 static int
 copy_host(struct run *run, struct stage *st, struct table *t)
 {
 	struct copy	*c = st->data;
+	struct put_file	 pf;
 	struct job	*jobs;
+	struct buf	*dest;
 	struct row	*r;
 	char		 bytes[32];
 	size_t		 i, n = 0;
-	int		 ret, timeout, local;
+	int		 ret, timeout;
 
 	timeout = (int)stage_int(st, "timeout", 0);
 	jobs = xcalloc(t->n, sizeof *jobs);
+	dest = xcalloc(t->n, sizeof *dest);
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
 		if (r->status != ST_OK)
 			continue;
-		local = r->host->group->transport == TR_LOCAL;
+		/* Each transport puts the file its own way. */
+		buf_init(&dest[n]);
+		expand_row(&dest[n], stage_str(st, "dest", ""), r);
+		pf.src = c->path;
+		pf.data = c->data.data != NULL ? c->data.data : "";
+		pf.len = c->data.len;
+		pf.dest = dest[n].data != NULL ? dest[n].data : "";
+		pf.mode = c->mode;
+		pf.sudo = stage_bool(st, "sudo", 0);
 		jobs[n].row = r;
-		jobs[n].command = copy_command(st, r, local);
 		jobs[n].timeout = row_timeout(run, r, timeout);
-		if (!local) {
-			jobs[n].input = c->data.data != NULL ? c->data.data : "";
-			jobs[n].input_len = c->data.len;
-		}
+		transport_put(&jobs[n], &pf);
 		n++;
 	}
 	ret = n > 0 ? run_jobs(run, jobs, n) : 0;
@@ -189,6 +158,7 @@ copy_host(struct run *run, struct stage *st, struct table *t)
 	for (i = 0; i < n; i++) {
 		r = jobs[i].row;
 		free(jobs[i].command);
+		buf_free(&dest[i]);
 		if (r->status != ST_OK)
 			continue;
 		if (r->out.len >= 64 && memcmp(r->out.data, c->sha256,
@@ -202,6 +172,7 @@ copy_host(struct run *run, struct stage *st, struct table *t)
 		row_sets(t, r, "bytes", bytes);
 		row_sets(t, r, "sha256", c->sha256);
 	}
+	free(dest);
 	free(jobs);
 	return ret;
 }

@@ -1,8 +1,8 @@
 /*
  * stage-ping.c: "ping" connects and authenticates, and runs nothing: the
  * cheapest way to learn which hosts are reachable (Ansible's ping module,
- * without the Python). Over ssh the session stays for later stages; a
- * local row is always reachable.
+ * without the Python). Over ssh the session stays for later stages; the
+ * local transport answers at once.
  */
 #include <stdlib.h>
 
@@ -27,13 +27,6 @@ ping_host(struct run *run, struct stage *st, struct table *t)
 		r = t->rows[i];
 		if (r->status != ST_OK)
 			continue;
-		if (r->host->group->transport == TR_LOCAL) {
-			buf_reset(&r->out);
-			buf_reset(&r->err);
-			r->code = 0;
-			r->duration_ms = 0;
-			continue;
-		}
 		/* No command: the transport connects and stops there. */
 		jobs[n].row = r;
 		jobs[n].timeout = row_timeout(run, r, timeout);

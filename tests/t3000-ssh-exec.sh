@@ -112,18 +112,21 @@ test_expect_success 'local and ssh rows of one stage run side by side' '
 	test_cmp want got
 '
 
-# Started while the ssh loop holds its session (socket, known_hosts read,
-# key), a local command (local-2, after local-1 saw the ssh row run) sees only what reops-run itself was given (0, 1, 2 and
-# whatever the test harness leaves open): every file and socket reops-run
-# opens is close-on-exec.
+# Started while the ssh loop holds its session (made by the first stage,
+# kept for the second and at work beside it: the ssh row waits until the
+# local one has looked), a local command sees only what reops-run itself
+# was given (0, 1, 2 and whatever the test harness leaves open): every
+# file and socket reops-run opens is close-on-exec. --forks counts both
+# rows, so it is 2.
 test_expect_success 'a local command inherits no descriptor reops-run opened' '
 	rm -f from-ssh listed &&
 	mkdir -p fds &&
 	cp hosts.d/web.yaml fds/ &&
-	printf "groups:\n  here:\n    transport: local\n    hosts: [local-1, local-2]\n" >fds/here.yaml &&
-	pipeline fds.yaml "[here, h1]" "exec: { command: \"if [ \${target} = local-1 ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; elif [ \${group} = here ]; then ls /proc/\$\$/fd >$TRASH/fds.child; touch $TRASH/listed; else touch $TRASH/from-ssh; i=0; while [ ! -e $TRASH/listed ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; fi\", timeout: 30 }" &&
+	printf "groups:\n  here:\n    transport: local\n    hosts: [local-1]\n" >fds/here.yaml &&
+	pipeline fds.yaml "[here, h1]" "exec: true" "exec: { command: \"if [ \${group} = here ]; then i=0; while [ ! -e $TRASH/from-ssh ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; ls /proc/\$\$/fd >$TRASH/fds.child; touch $TRASH/listed; else touch $TRASH/from-ssh; i=0; while [ ! -e $TRASH/listed ] && [ \$i -lt 250 ]; do sleep 0.1; i=\$((i + 1)); done; fi\", timeout: 30 }" &&
 	sh -c "ls /proc/\$\$/fd >fds.given; exec \"\$0\" \"\$@\"" \
-	    "$REOPS_RUN" -i fds --forks 1 --json fds.yaml >out &&
+	    "$REOPS_RUN" -i fds --forks 2 --json fds.yaml >out &&
+	test -e listed &&
 	sort -n fds.given >want &&
 	sort -n fds.child >got &&
 	test_cmp want got

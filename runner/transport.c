@@ -1,0 +1,329 @@
+/*
+ * transport.c: the table of transports, indexed by the group's
+ * "transport:", and what every transport shares: run_jobs, which hands a
+ * stage's jobs to them (each transport with rows in a loop of its own, the
+ * others' in threads beside the first), the end of a row (codes 124,
+ * 128+N, 130 and unreachable, one table of signal names), the one --forks
+ * budget of a stage and the run's file descriptor budget.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+#include "run.h"
+#include "secret.h"
+#include "transport.h"
+
+volatile sig_atomic_t run_interrupted;
+
+static int	unavailable_run(struct run *, struct job **, size_t);
+static void	unavailable_put(struct job *, const struct put_file *);
+
+static const struct transport_ops transports[] = {
+	[TR_LOCAL] = { "local", local_run, local_put, NULL },
+	[TR_SSH] = { "ssh", ssh_run, ssh_put, ssh_cleanup },
+	[TR_AGENT] = { "agent", unavailable_run, unavailable_put, NULL },
+};
+
+const struct transport_ops *
+transport_of(const struct row *r)
+{
+	return &transports[r->host->group->transport];
+}
+
+void
+transport_put(struct job *j, const struct put_file *pf)
+{
+	transport_of(j->row)->put(j, pf);
+}
+
+/* At the end of the run, each transport lets go of what it kept. */
+void
+transport_close_all(struct run *run)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(transports); i++)
+		if (transports[i].close != NULL)
+			transports[i].close(run);
+}
+
+/* A transport this version does not have: each row says so. */
+static int
+unavailable_run(struct run *run, struct job **jobs, size_t n)
+{
+	size_t	i;
+	char	*why;
+
+	(void)run;
+	for (i = 0; i < n; i++) {
+		why = xasprintf("transport '%s' is not available in this "
+		    "version", transport_of(jobs[i]->row)->name);
+		job_end(jobs[i], END_UNREACHABLE, 0, why);
+		free(why);
+		job_done(jobs[i]);
+	}
+	return 0;
+}
+
+static void
+unavailable_put(struct job *j, const struct put_file *pf)
+{
+	(void)j;
+	(void)pf;
+}
+
+/*
+ * The copy stage's script: the bytes come from stdin, or from the local
+ * file src; a failure anywhere leaves dest as it was and removes the
+ * temporary file. The target's sha256sum of what landed, if it has one,
+ * is the output.
+ */
+char *
+put_command(const struct put_file *pf, int from_src)
+{
+	struct buf	 s, cmd;
+
+	buf_init(&s);
+	buf_init(&cmd);
+	buf_adds(&s, "set -e; d=");
+	shell_quote(&s, pf->dest);
+	/* Every operand after "--": dest may begin with a dash. */
+	buf_adds(&s, "; t=$(mktemp -- \"$d.reops.XXXXXX\"); "
+	    "trap 'rm -f -- \"$t\"' EXIT; ");
+	if (from_src) {
+		buf_adds(&s, "cat -- ");
+		shell_quote(&s, pf->src);
+		buf_adds(&s, " >\"$t\"; ");
+	} else
+		buf_adds(&s, "cat >\"$t\"; ");
+	buf_printf(&s, "chmod %s -- \"$t\"; mv -f -- \"$t\" \"$d\"; "
+	    "trap - EXIT; "
+	    "if command -v sha256sum >/dev/null 2>&1; then "
+	    "sha256sum <\"$d\"; fi", pf->mode);
+	if (pf->sudo) {
+		buf_adds(&cmd, "sudo -n -- /bin/sh -c ");
+		shell_quote(&cmd, s.data);
+	} else
+		buf_add(&cmd, s.data, s.len);
+	buf_free(&s);
+	return buf_steal(&cmd);
+}
+
+static const struct {
+	const char	*name;		/* without "SIG", as ssh names them */
+	int		 num;
+} signals[] = {
+	{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+	{ "ILL", SIGILL }, { "TRAP", SIGTRAP }, { "ABRT", SIGABRT },
+	{ "BUS", SIGBUS }, { "FPE", SIGFPE }, { "KILL", SIGKILL },
+	{ "USR1", SIGUSR1 }, { "SEGV", SIGSEGV }, { "USR2", SIGUSR2 },
+	{ "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
+	{ "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "SYS", SIGSYS },
+};
+
+/* "TERM" for SIGTERM; NULL when the table does not have it. */
+const char *
+signal_name(int sig)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(signals); i++)
+		if (signals[i].num == sig)
+			return signals[i].name;
+	return NULL;
+}
+
+/* The number of a signal named without "SIG"; 0 when unknown. */
+int
+signal_number(const char *name, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(signals); i++)
+		if (strlen(signals[i].name) == len &&
+		    memcmp(signals[i].name, name, len) == 0)
+			return signals[i].num;
+	return 0;
+}
+
+/*
+ * How a row ended, as every transport says it: its status, its code and,
+ * but for an exit, one line of reason on its stderr. For END_SIGNAL a
+ * reason, when given, is the signal's name as the target said it.
+ */
+void
+job_end(struct job *j, enum job_end how, int value, const char *reason)
+{
+	struct row	*r = j->row;
+	const char	*name;
+
+	switch (how) {
+	case END_EXIT:
+		r->code = value;
+		r->status = value == 0 ? ST_OK : ST_FAILED;
+		break;
+	case END_SIGNAL:
+		r->code = 128 + value;
+		r->status = ST_FAILED;
+		if ((name = reason) == NULL)
+			name = signal_name(value);
+		if (value == 0 && name != NULL)	/* unknown: as named */
+			buf_printf(&r->err, "reops-run: killed by signal "
+			    "%s%s\n", strncmp(name, "SIG", 3) != 0 ? "SIG" : "",
+			    name);
+		else if (name != NULL)
+			buf_printf(&r->err, "reops-run: killed by signal %d "
+			    "(SIG%s)\n", value, name);
+		else
+			buf_printf(&r->err, "reops-run: killed by signal "
+			    "%d\n", value);
+		break;
+	case END_TIMEOUT:
+		r->code = CODE_TIMEOUT;
+		r->status = ST_FAILED;
+		buf_printf(&r->err, "reops-run: timed out after %ds\n", value);
+		break;
+	case END_INTERRUPTED:
+		r->code = CODE_INTERRUPTED;
+		r->status = ST_FAILED;
+		buf_adds(&r->err, "reops-run: interrupted\n");
+		break;
+	case END_UNREACHABLE:
+		buf_reset(&r->out);
+		buf_reset(&r->err);
+		buf_printf(&r->err, "reops-run: %s\n", reason);
+		r->code = CODE_UNREACHABLE;
+		r->status = ST_UNREACHABLE;
+		break;
+	case END_NOT_RUN:
+		buf_reset(&r->out);
+		buf_reset(&r->err);
+		buf_printf(&r->err, "reops-run: %s\n", reason);
+		r->code = value;
+		r->status = ST_FAILED;
+		r->duration_ms = 0;
+		break;
+	}
+}
+
+/* A row is final: its secrets are masked, and the progress told. */
+void
+job_done(struct job *j)
+{
+	secret_mask_row(j->row);
+	run_row_done(j->run, j->row);
+}
+
+/*
+ * --forks: how many rows run at once in a stage, whatever their
+ * transports; each loop takes a slot before it starts a row.
+ */
+static pthread_mutex_t	forks_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int		forks_used;
+
+int
+forks_max(const struct run *run)
+{
+	return run->opt->forks > 0 ? run->opt->forks : DEFAULT_FORKS;
+}
+
+/* 0 with a slot taken, -1 when all are in use. */
+int
+forks_take(const struct run *run)
+{
+	int	r = -1;
+
+	pthread_mutex_lock(&forks_mutex);
+	if (forks_used < forks_max(run)) {
+		forks_used++;
+		r = 0;
+	}
+	pthread_mutex_unlock(&forks_mutex);
+	return r;
+}
+
+void
+forks_give(void)
+{
+	pthread_mutex_lock(&forks_mutex);
+	if (forks_used > 0)
+		forks_used--;
+	pthread_mutex_unlock(&forks_mutex);
+}
+
+struct batch {
+	struct run		 *run;
+	const struct transport_ops	 *tr;
+	struct job		**jobs;
+	size_t			  n;
+	int			  r;
+	pthread_t		  tid;
+	int			  threaded;
+};
+
+/* SIGINT stays with the main thread, whose poll it must interrupt. */
+static void *
+batch_main(void *arg)
+{
+	struct batch	*b = arg;
+	sigset_t	 set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	b->r = b->tr->run(b->run, b->jobs, b->n);
+	return NULL;
+}
+
+/*
+ * Each transport takes its own rows. When a stage has rows of more than
+ * one, the first runs its loop here and each other in a thread beside it,
+ * so none waits for another to finish; all share the --forks budget.
+ */
+int
+run_jobs(struct run *run, struct job *jobs, size_t n)
+{
+	struct batch	 b[nitems(transports)];
+	size_t		 i, t, first = nitems(transports);
+	int		 r = 0;
+
+	memset(b, 0, sizeof b);
+	for (t = 0; t < nitems(transports); t++) {
+		b[t].run = run;
+		b[t].tr = &transports[t];
+		b[t].jobs = xcalloc(n, sizeof *b[t].jobs);
+	}
+	progress_add(run->progress, n);
+	for (i = 0; i < n; i++) {
+		jobs[i].run = run;
+		t = (size_t)jobs[i].row->host->group->transport;
+		b[t].jobs[b[t].n++] = &jobs[i];
+	}
+	for (t = 0; t < nitems(transports); t++) {
+		if (b[t].n == 0)
+			continue;
+		if (first == nitems(transports)) {
+			first = t;
+			continue;
+		}
+		b[t].threaded = pthread_create(&b[t].tid, NULL, batch_main,
+		    &b[t]) == 0;
+	}
+	if (first < nitems(transports))
+		b[first].r = b[first].tr->run(run, b[first].jobs, b[first].n);
+	for (t = 0; t < nitems(transports); t++) {
+		if (t != first && b[t].n > 0) {
+			if (b[t].threaded)
+				pthread_join(b[t].tid, NULL);
+			else
+				b[t].r = b[t].tr->run(run, b[t].jobs, b[t].n);
+		}
+		if (b[t].r != 0)
+			r = -1;
+		free(b[t].jobs);
+	}
+	return r;
+}

@@ -1,0 +1,107 @@
+/*
+ * transport.h: what stages hand to transports and what transports need of
+ * the run. A transport is one row of a table indexed by enum transport
+ * (the group's "transport:"); run_jobs sorts a stage's jobs by it. Every
+ * transport ends each row through job_end and job_done, and takes a slot
+ * of the one --forks budget before it starts a row.
+ */
+#ifndef REOPS_TRANSPORT_H
+#define REOPS_TRANSPORT_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "inventory.h"
+#include "table.h"
+
+#define DEFAULT_FORKS	256
+
+struct run;
+
+/* A file to put on a target, for the copy stage. */
+struct put_file {
+	const char	*src;		/* the local file it was read from */
+	const char	*data;		/* its bytes */
+	size_t		 len;
+	const char	*dest;		/* where, on the target */
+	const char	*mode;		/* octal, such as "0644" */
+	int		 sudo;
+};
+
+/*
+ * One remote operation on one row's target. A job without a command (and
+ * without a file to put) only connects: ping.
+ */
+struct job {
+	struct row	*row;
+	char		*command;	/* for /bin/sh -c on the target */
+	int		 timeout;	/* seconds; 0: none */
+	const char	*input;		/* stdin of the command, or NULL */
+	size_t		 input_len;
+	struct run	*run;		/* set by run_jobs, for job_done */
+};
+
+struct transport_ops {
+	const char	*name;
+	/*
+	 * Runs a stage's jobs of this transport, all in one loop, each row
+	 * once a slot of the shared --forks budget is taken; ends every row.
+	 * 0, or -1 after an internal error (the rows then say so).
+	 */
+	int		(*run)(struct run *, struct job **, size_t);
+	/* Makes j put a file: its command, and its input if any. */
+	void		(*put)(struct job *, const struct put_file *);
+	/* At the end of the run: what the transport kept goes. */
+	void		(*close)(struct run *);
+};
+
+const struct transport_ops *transport_of(const struct row *);
+void	transport_put(struct job *, const struct put_file *);
+void	transport_close_all(struct run *);
+
+/* How a row ended; job_end writes its status, code and reason. */
+enum job_end {
+	END_EXIT,		/* value: exit status */
+	END_SIGNAL,		/* value: signal number */
+	END_TIMEOUT,		/* value: the deadline, in seconds */
+	END_INTERRUPTED,
+	END_UNREACHABLE,	/* reason: why */
+	END_NOT_RUN		/* reason: why; value: the code */
+};
+
+#define CODE_TIMEOUT		124
+#define CODE_INTERRUPTED	130
+#define CODE_UNREACHABLE	255	/* what ssh(1) exits with */
+
+void	job_end(struct job *, enum job_end, int, const char *);
+void	job_done(struct job *);
+const char *signal_name(int);
+int	signal_number(const char *, size_t);
+
+extern volatile sig_atomic_t run_interrupted;
+
+/* The --forks budget, one for every transport of a stage. */
+int	forks_max(const struct run *);
+int	forks_take(const struct run *);
+void	forks_give(void);
+
+/*
+ * File descriptors: one budget for the run (the soft limit, raised to the
+ * hard one, less what is open and some headroom), shared by the
+ * transports' loops, which hold back work that does not fit.
+ */
+int	fd_reserve(int);
+void	fd_release(int);
+int	fd_fits_ever(int);
+int	fd_pressed(void);
+long	fd_limit(void);
+
+/* The transports' own. */
+int	local_run(struct run *, struct job **, size_t);
+void	local_put(struct job *, const struct put_file *);
+int	ssh_run(struct run *, struct job **, size_t);
+void	ssh_put(struct job *, const struct put_file *);
+void	ssh_cleanup(struct run *);
+char	*put_command(const struct put_file *, int);
+
+#endif
