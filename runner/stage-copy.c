@@ -37,34 +37,18 @@ struct copy {
 	char		 mode[8];
 };
 
+/*
+ * A regular file only: a FIFO named as src would hang the load, a device
+ * such as /dev/zero would never end (read_regular_file refuses both).
+ */
 static int
 read_all(const char *path, struct buf *b, struct err *e,
     const struct node *where)
 {
-	struct stat	st;
-	char		chunk[65536];
-	ssize_t		n;
-	int		fd;
+	struct err	why;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return node_err(e, where, "unable to read '%s': %s", path,
-		    strerror(errno));
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return node_err(e, where, "'%s' is not a regular file", path);
-	}
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 || b->len + (size_t)n > COPY_MAX) {
-			close(fd);
-			return node_err(e, where, n == -1 ? "unable to read "
-			    "'%s': %s" : "'%s' is larger than 1 GiB%s", path,
-			    n == -1 ? strerror(errno) : "");
-		}
-		buf_add(b, chunk, (size_t)n);
-	}
-	close(fd);
+	if (read_regular_file(path, COPY_MAX, b, &why) != 0)
+		return node_err(e, where, "%s", why.msg);
 	return 0;
 }
 

@@ -223,4 +223,16 @@ test_expect_success 'an empty inventory directory is an error, not a crash' '
 	test_grep "selects nothing: the inventory has no host" err
 '
 
+test_expect_success 'copy: a FIFO or a device as src does not hang the load' '
+	mkfifo src.fifo &&
+	printf "hosts: all\nstages:\n  - copy: { src: src.fifo, dest: /tmp/t0110-never }\n" >cpf.yaml &&
+	bounded 30 "$REOPS_RUN" --check cpf.yaml >out 2>err
+	test $? = 2 && one_line err &&
+	test_grep "^cpf.yaml:3:18: unable to read .*src.fifo.: not a regular file$" err &&
+	printf "hosts: all\nstages:\n  - copy: { src: /dev/zero, dest: /tmp/t0110-never }\n" >cpz.yaml &&
+	bounded 30 "$REOPS_RUN" --check cpz.yaml >out 2>err
+	test $? = 2 && one_line err &&
+	test_grep "/dev/zero.: not a regular file$" err
+'
+
 test_done

@@ -57,7 +57,7 @@ test_expect_success 'copy to a directory that does not exist: failed, nothing le
 test_expect_success 'copy: a missing src stops the run before it starts (exit 2)' '
 	pipeline c3.yaml web "copy: { src: nothere, dest: /tmp/x }" &&
 	test_exit 2 reops_run c3.yaml 2>err &&
-	test_grep "^c3.yaml:3:18: unable to read .nothere.: No such file or directory$" err
+	test_grep "^c3.yaml:3:18: unable to open .nothere.: No such file or directory$" err
 '
 
 test_expect_success 'copy: a bad mode is a load error' '
