@@ -30,7 +30,6 @@
  * some back.
  */
 #define START_FDS	6
-#define HELD_BACK_MS	20
 
 extern char	**environ;
 

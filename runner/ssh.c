@@ -47,7 +47,6 @@
  * held back with nothing of ours at work, for others to give some back.
  */
 #define CONN_FDS		2
-#define HELD_BACK_MS		20
 /* How long killing a command may take, all kills running at once. */
 #define KILL_BUDGET_MS		2000
 

@@ -86,6 +86,13 @@ int	forks_take(const struct run *);
 void	forks_give(void);
 
 /*
+ * How long a loop held back by the --forks or descriptor budget waits,
+ * with nothing of its own at work, before it looks again: the other
+ * transport's loop gives slots back without waking it.
+ */
+#define HELD_BACK_MS	20
+
+/*
  * File descriptors: one budget for the run (the soft limit, raised to the
  * hard one, less what is open and some headroom), shared by the
  * transports' loops, which hold back work that does not fit.
