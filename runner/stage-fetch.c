@@ -35,9 +35,6 @@ static const struct stage_key fetch_keys[] = {
 	{ NULL, 0, 0 }
 };
 
-static void row_fail(struct row *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-
 static const char *const fetch_columns[] = { "path", "bytes", "sha256",
     NULL };
 
@@ -45,8 +42,13 @@ static const char *const fetch_columns[] = { "path", "bytes", "sha256",
 struct fetch_row {
 	struct buf	 src;
 	struct buf	 dir;
-	const char	*base;		/* in src */
+	struct buf	 name;		/* src, trailing slashes dropped */
+	const char	*base;		/* its last name, in name */
 };
+
+static void	row_fail(struct row *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	fetch_row_free(struct fetch_row *);
 
 static int
 fetch_prepare(struct stage *st, struct err *e)
@@ -354,6 +356,11 @@ fetch_done(struct table *t, struct row *r, struct fetch_row *fr)
 	bytes = strtoull(r->out.data + 65, &end, 10);
 	data = nl + 1;
 	len = r->out.len - (size_t)(data - r->out.data);
+	if (len > FETCH_MAX) {
+		row_fail(r, "'%s': the host sent %zu bytes, more than fetch's "
+		    "limit of %zu", fr->src.data, len, FETCH_MAX);
+		return;
+	}
 	if (end != nl || errno != 0 || bytes != len) {
 		row_fail(r, "'%s': %s", fr->src.data, bytes != len ?
 		    "the host sent a different number of bytes than it said" :
@@ -391,6 +398,46 @@ target_dir_ok(const char *s)
 	    strcmp(s, "..") != 0;
 }
 
+/*
+ * What row r fetches, from where to where; -1, the row failed, when that
+ * cannot be a file here. The command is built from src as expanded, the
+ * name here from its last name (trailing slashes dropped in a copy).
+ */
+static int
+plan_row(struct fetch_row *fr, struct stage *st, struct row *r)
+{
+	buf_init(&fr->src);
+	buf_init(&fr->dir);
+	buf_init(&fr->name);
+	expand_row(&fr->src, stage_str(st, "src", ""), r);
+	expand_row(&fr->dir, stage_str(st, "dest", ""), r);
+	buf_addc(&fr->src, '\0');	/* data is never NULL */
+	fr->src.len--;
+	buf_addc(&fr->dir, '\0');
+	fr->dir.len--;
+	buf_add(&fr->name, fr->src.data, fr->src.len);
+	buf_addc(&fr->name, '\0');
+	fr->base = base_name(fr->name.data, fr->src.len);
+	if (!target_dir_ok(r->target))
+		row_fail(r, "'%s' cannot name a directory", r->target);
+	else if (fr->dir.len == 0)
+		row_fail(r, "'dest' is empty for '%s'", r->target);
+	else if (fr->base == NULL)
+		row_fail(r, "'%s' names no file", fr->src.data);
+	else
+		return 0;
+	fetch_row_free(fr);
+	return -1;
+}
+
+static void
+fetch_row_free(struct fetch_row *fr)
+{
+	buf_free(&fr->src);
+	buf_free(&fr->dir);
+	buf_free(&fr->name);
+}
+
 static int
 fetch_host(struct run *run, struct stage *st, struct table *t)
 {
@@ -408,37 +455,12 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 		r = t->rows[i];
 		if (r->status != ST_OK)
 			continue;
-		buf_init(&fr[n].src);
-		buf_init(&fr[n].dir);
-		expand_row(&fr[n].src, stage_str(st, "src", ""), r);
-		expand_row(&fr[n].dir, stage_str(st, "dest", ""), r);
-		buf_addc(&fr[n].src, '\0');	/* data is never NULL */
-		fr[n].src.len--;
-		buf_addc(&fr[n].dir, '\0');
-		fr[n].dir.len--;
-		if (!target_dir_ok(r->target)) {
-			row_fail(r, "'%s' cannot name a directory", r->target);
-			buf_free(&fr[n].src);
-			buf_free(&fr[n].dir);
-			continue;
-		}
-		if (fr[n].dir.len == 0) {
-			row_fail(r, "'dest' is empty for '%s'", r->target);
-			buf_free(&fr[n].src);
-			buf_free(&fr[n].dir);
+		if (plan_row(&fr[n], st, r) == -1) {
+			run_row_done(run, r);
 			continue;
 		}
 		buf_init(&cmd);
 		fetch_command(&cmd, fr[n].src.data);
-		/* The name of the file here is src's last one, as expanded. */
-		fr[n].base = base_name(fr[n].src.data, fr[n].src.len);
-		if (fr[n].base == NULL) {
-			row_fail(r, "'%s' names no file", fr[n].src.data);
-			buf_free(&cmd);
-			buf_free(&fr[n].src);
-			buf_free(&fr[n].dir);
-			continue;
-		}
 		jobs[n].row = r;
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, r, timeout);
@@ -448,8 +470,7 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 	for (i = 0; i < n; i++) {
 		fetch_done(t, jobs[i].row, &fr[i]);
 		free(jobs[i].command);
-		buf_free(&fr[i].src);
-		buf_free(&fr[i].dir);
+		fetch_row_free(&fr[i]);
 	}
 	free(fr);
 	free(jobs);

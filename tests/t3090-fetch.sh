@@ -111,6 +111,13 @@ test_expect_success 'a directory as source fails its row: not a regular file' '
 	test ! -e gotd/l1/src
 '
 
+test_expect_success 'a source with no last name fails here, before it runs' '
+	pipeline pr.yaml here "fetch: { src: \"$TRASH/..//\", dest: gotr }" &&
+	test_exit 1 reops_run --json -l l1 pr.yaml >out &&
+	test_grep "\"code\":1,.*reops-run: fetch: .$TRASH/..//. names no file" out &&
+	test ! -e gotr
+'
+
 # Sparse: wc -c counts it without reading; the host refuses it at once.
 test_expect_success 'a file over the 256 MiB limit is refused before it is sent' '
 	truncate -s 300M src/big.bin &&
