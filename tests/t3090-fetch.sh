@@ -111,6 +111,19 @@ test_expect_success 'a directory as source fails its row: not a regular file' '
 	test ! -e gotd/l1/src
 '
 
+# A name that is a shell command in every quoting but one: it stays data.
+HOSTILE="q'\$(touch pwned-1)\`touch pwned-2\`;touch pwned-3 \"x.bin"
+printf 'hostile\n' >"src/$HOSTILE"
+printf 'hosts: here\nstages:\n  - fetch: { src: "%s/src/%s", dest: goth }\n' \
+    "$TRASH" "$(printf '%s' "$HOSTILE" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')" >ph.yaml
+
+test_expect_success 'a source named like a shell command is fetched as a name' '
+	reops_run --json -l l1 ph.yaml >out &&
+	cmp "src/$HOSTILE" "goth/l1/$HOSTILE" &&
+	test_grep "\"path\":\"goth/l1/q" out &&
+	! ls pwned-* 2>/dev/null
+'
+
 test_expect_success 'a source with no last name fails here, before it runs' '
 	pipeline pr.yaml here "fetch: { src: \"$TRASH/..//\", dest: gotr }" &&
 	test_exit 1 reops_run --json -l l1 pr.yaml >out &&
