@@ -459,6 +459,12 @@ publish_rows(struct run *run, struct stage *st, struct table *t)
 		zmq_close(d.mon);
 	while (zmq_ctx_term(ctx) == -1 && zmq_errno() == EINTR)
 		;
+	/*
+	 * The linger ran out: the last row may still have been on its way
+	 * to the connection when ZeroMQ dropped what it held.
+	 */
+	if (d.drained && linger > 0 && now_ms() >= deadline)
+		d.drained = 0;
 
 	lost = t->n - d.sent + d.doubt + (!d.drained && d.sent > d.doubt);
 	if (lost > 0) {
