@@ -261,15 +261,23 @@ wait_out(struct delivery *d, long long deadline)
 	return (items[0].revents & ZMQ_POLLOUT) != 0 ? 1 : 0;
 }
 
-/* One row, two frames; 0 when taken, -1 (errno) when not. */
+/*
+ * One row, two frames: 0 when taken; -1 (zmq_errno) when the socket did
+ * not take the first frame, so the row may be tried again; -2 when it
+ * took the first and not the second, which leaves the message begun.
+ */
 static int
 send_row(struct delivery *d, const char *topic, const struct buf *row)
 {
 	if (zmq_send(d->sock, topic, strlen(topic), ZMQ_SNDMORE |
 	    ZMQ_DONTWAIT) == -1)
 		return -1;
-	/* The rest of a message the socket has begun always goes. */
-	return zmq_send(d->sock, row->data, row->len, 0) == -1 ? -1 : 0;
+	/*
+	 * The rest of a message the socket has begun goes at once (the
+	 * queue's limit is checked at its first frame; a connection lost
+	 * between the frames drops it), so ZMQ_SNDTIMEO is only a bound.
+	 */
+	return zmq_send(d->sock, row->data, row->len, 0) == -1 ? -2 : 0;
 }
 
 /* The row as --json prints it, without the newline. */
@@ -296,7 +304,8 @@ row_json(struct buf *b, const struct table *t, const struct row *r)
 
 /* The PUSH socket's options, its monitor, and the monitor's reader. */
 static int
-socket_setup(void *ctx, struct delivery *d, const struct publish *pb)
+socket_setup(void *ctx, struct delivery *d, const struct publish *pb,
+    int timeout_ms)
 {
 	static unsigned	monitors;	/* numbers each monitor's address */
 	char		mon[64], public[AGENT_KEY_LEN + 1];
@@ -305,6 +314,8 @@ socket_setup(void *ctx, struct delivery *d, const struct publish *pb)
 
 	if (zmq_setsockopt(d->sock, ZMQ_IMMEDIATE, &one, sizeof one) == -1 ||
 	    zmq_setsockopt(d->sock, ZMQ_SNDHWM, &one, sizeof one) == -1 ||
+	    zmq_setsockopt(d->sock, ZMQ_SNDTIMEO, &timeout_ms,
+	    sizeof timeout_ms) == -1 ||
 	    zmq_setsockopt(d->sock, ZMQ_LINGER, &zero, sizeof zero) == -1)
 		goto out;
 	if (pb->curve) {
@@ -377,9 +388,12 @@ report(struct stage *st, const struct publish *pb, const char *to,
 			    pb->key_path);
 		else if (d->handshake_failed && !d->ready)
 			buf_adds(&b, "the ZeroMQ handshake failed");
-		else if (!d->connected)
+		else if (!d->connected && d->refused)
 			buf_printf(&b, "no collector listening within %d s",
 			    timeout);
+		else if (!d->connected)
+			buf_printf(&b, "no connection to the collector "
+			    "within %d s", timeout);
 		else if (!d->ready)
 			buf_printf(&b, "connected, but no ZeroMQ handshake "
 			    "completed within %d s", timeout);
@@ -422,16 +436,22 @@ publish_rows(struct run *run, struct stage *st, struct table *t)
 		return -1;
 	}
 	if ((d.sock = zmq_socket(ctx, ZMQ_PUSH)) == NULL ||
-	    socket_setup(ctx, &d, pb) != 0 || zmq_connect(d.sock, to) == -1)
+	    socket_setup(ctx, &d, pb, timeout * 1000) != 0 ||
+	    zmq_connect(d.sock, to) == -1)
 		setup_errno = zmq_errno();
 
 	buf_init(&row);
 	for (i = 0; setup_errno == 0 && i < t->n; i++) {
 		row_json(&row, t, t->rows[i]);
-		while ((r = send_row(&d, topic, &row)) != 0 &&
+		while ((r = send_row(&d, topic, &row)) == -1 &&
 		    (zmq_errno() == EAGAIN || zmq_errno() == EINTR) &&
 		    wait_out(&d, deadline) != -1)
 			;
+		if (r == -2) {
+			/* Half a message: nothing more can follow it. */
+			d.send_errno = zmq_errno();
+			break;
+		}
 		if (r != 0) {
 			if (zmq_errno() != EAGAIN && zmq_errno() != EINTR)
 				d.send_errno = zmq_errno();
@@ -448,8 +468,15 @@ publish_rows(struct run *run, struct stage *st, struct table *t)
 	if (d.mon != NULL)
 		read_events(&d);
 
+	/*
+	 * The last row has left the queue but may still be on its way into
+	 * the connection: the linger lets it finish, up to the deadline. At
+	 * the deadline or on ^C there is none, and it is not vouched for.
+	 */
 	left = deadline - now_ms();
-	linger = d.drained && left > 0 ? (int)left : 0;
+	linger = d.drained && left > 0 && !run_interrupted ? (int)left : 0;
+	if (linger == 0)
+		d.drained = 0;
 	if (d.sock != NULL) {
 		zmq_setsockopt(d.sock, ZMQ_LINGER, &linger, sizeof linger);
 		zmq_socket_monitor(d.sock, NULL, 0);
