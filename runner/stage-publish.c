@@ -199,7 +199,7 @@ read_events(struct delivery *d)
 			zmq_recv(d->mon, addr, sizeof addr, 0);
 		if ((size_t)n < sizeof ev)
 			continue;
-		memcpy(&event, ev, 2);		/* host order, as libzmq sends */
+		memcpy(&event, ev, 2);	/* host order, as libzmq sends */
 		memcpy(&value, ev + 2, 4);
 		switch (event) {
 		case ZMQ_EVENT_CONNECTED:
