@@ -322,7 +322,7 @@ test_expect_success 'a collector killed mid-way, another one on its port: the re
 test_expect_success 'a collector killed mid-way and none back: all 24 counted, exit 5' '
 	start_collector s3 stall.py "tcp://127.0.0.1:*" 3 &&
 	ep=$(cat s3.endpoint) &&
-	mb_pipeline "$ep" 6 >big.yaml &&
+	mb_pipeline "$ep" 10 >big.yaml &&
 	{ "$REOPS_RUN" -i many.d big.yaml >out 2>err & } &&
 	pid=$! &&
 	wait_rows s3.out big 3 &&
@@ -333,7 +333,7 @@ test_expect_success 'a collector killed mid-way and none back: all 24 counted, e
 	done &&
 	{ wait $pid; st=$?; } &&
 	test $st -eq 5 &&
-	test_grep "^reops-run: publish: 24 of 24 rows not delivered to $ep \(the collector.s connection closed with [0-9]+ rows sent on it, which may not all have arrived; no collector came back within 6 s\)$" err
+	test_grep "^reops-run: publish: 24 of 24 rows not delivered to $ep \(the collector.s connection closed with [0-9]+ rows sent on it, which may not all have arrived; no collector came back within 10 s\)$" err
 '
 
 test_expect_success 'the collectors stop' '
