@@ -784,7 +784,9 @@ main(int argc, char **argv)
 		}
 		table_free(t);
 	}
-	if (status == EXIT_OK && run.saw_failed)
+	if (status == EXIT_OK && run.undelivered)
+		status = EXIT_UNDELIVERED;
+	else if (status == EXIT_OK && run.saw_failed)
 		status = EXIT_FAILED;
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;

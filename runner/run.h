@@ -44,6 +44,7 @@ struct run {
 	int			 tty;	/* out is a terminal */
 	int			 saw_failed;
 	int			 saw_unreachable;
+	int			 undelivered;	/* publish lost rows: exit 5 */
 	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */

@@ -237,6 +237,13 @@ stages:
   - parse: "load average: (?<load1>[0-9.]+)"
   - parse: { column: load1, regex: "^(?<int>[0-9]+)", all: true, optional: false }'
 
+good_pipeline publish-forms 'hosts: local
+params: { collector: "tcp://127.0.0.1:5557", wait: 3 }
+stages:
+  - publish: ipc:///run/reops/collector.sock
+  - publish: { to: "${collector}", topic: kernels, timeout: 3 }
+  - publish: { to: "tcp://[::1]:5557", timeout: "${wait}" }'
+
 good_pipeline stage-name 'hosts: local
 stages:
   - exec: uptime
@@ -282,6 +289,15 @@ stages:
 bad_pipeline parse-without-regex 'hosts: local
 stages:
   - parse: { column: stdout, all: true }'
+bad_pipeline publish-without-to 'hosts: local
+stages:
+  - publish: { topic: kernels }'
+bad_pipeline publish-bind-endpoint 'hosts: local
+stages:
+  - publish: "tcp://*:5557"'
+bad_pipeline publish-timeout-zero 'hosts: local
+stages:
+  - publish: { to: "tcp://127.0.0.1:5557", timeout: 0 }'
 bad_pipeline pretty-with-arguments 'hosts: local
 stages:
   - pretty: wide'

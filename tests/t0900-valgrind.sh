@@ -90,6 +90,34 @@ test_expect_success 'secrets: a masked run, --set-file and a missing value' '
 	test_grep "has no value" err
 '
 
+test_expect_success 'publish: nothing listening, and a key that does not load' '
+	printf "hosts: here\nstages:\n  - publish: { to: ipc://none.sock, timeout: 1 }\n" >pub.yaml &&
+	test_exit 5 vg pub.yaml 2>err &&
+	test_grep "2 of 2 rows not delivered" err &&
+	printf "hosts: here\nstages:\n  - publish: { to: ipc://none.sock, server-key: none.pub }\n" >pub2.yaml &&
+	test_exit 2 vg pub2.yaml 2>err
+'
+
+if /usr/bin/python3 -c "import zmq" 2>/dev/null; then
+	test_expect_success 'publish: rows delivered to a collector' '
+		{ timeout 120 /usr/bin/python3 "$SRCDIR/examples/collector.py" ipc://c.sock \
+		    >c.out 2>c.err & } &&
+		pid=$! &&
+		for i in $(seq 300); do
+			grep -q "^listening on" c.err && break
+			sleep 0.1
+		done &&
+		printf "hosts: here\nstages:\n  - exec: echo hi\n  - publish: ipc://c.sock\n" >pub3.yaml &&
+		vg pub3.yaml 2>err &&
+		for i in $(seq 300); do
+			[ $(wc -l <c.out) -ge 2 ] && break
+			sleep 0.1
+		done &&
+		kill $pid &&
+		test $(wc -l <c.out) -eq 2
+	'
+fi
+
 test_expect_success 'systems on the test hypervisor: create to destroy' '
 	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \
 	    "$SRCDIR/pipelines/systems-lifecycle.yaml" >out 2>err &&
