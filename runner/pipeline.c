@@ -12,6 +12,7 @@
 #include "pipeline.h"
 #include "search.h"
 #include "secret.h"
+#include "when.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
     "systems", "params", "serial", "max-fail", "stages", NULL };
@@ -486,7 +487,7 @@ pipeline_load_sub(struct pipeline *p, struct stage *st,
 	sc.params = p->params;
 	sc.n = p->nparams;
 	r = load_file(path, ctx->ov, &sc, params, p->kind, ctx->chain, file,
-	    &st->sub, e);
+	    &stage_add_sub(st, NULL)->p, e);
 	free(path);
 	return r;
 }
@@ -503,45 +504,116 @@ one_line(const char *s)
 	return 1;
 }
 
+/* The keys a stage item may have beside its stage key. */
+static const char *const item_keys[] = { "name", "when", "serial", NULL };
+
+static int
+item_key(const char *k)
+{
+	size_t	i;
+
+	for (i = 0; item_keys[i] != NULL; i++)
+		if (strcmp(k, item_keys[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* "'name'", "'name' and 'when'": the item keys an item has, for errors. */
+static const char *
+item_keys_text(const struct node *item)
+{
+	static char	 text[64];
+	size_t		 i, n = 0;
+
+	text[0] = '\0';
+	for (i = 0; i < map_nkeys(item); i++) {
+		if (!item_key(map_key(item, i)->str))
+			continue;
+		snprintf(text + strlen(text), sizeof text - strlen(text),
+		    "%s'%s'", n++ == 0 ? "" : ", ", map_key(item, i)->str);
+	}
+	return text;
+}
+
+/* name: TEXT, when: SELECTOR and serial: N beside a stage key. */
+static int
+load_item_keys(struct pipeline *p, struct stage *st, struct node *item,
+    struct err *e)
+{
+	const struct node	*v;
+	long long		 n;
+	char			*end;
+
+	(void)p;
+	if ((v = node_get(item, "name")) != NULL) {
+		if (v->type != NODE_SCALAR || !one_line(v->str))
+			return node_err(e, v, "a stage's 'name' is one line of "
+			    "text");
+		st->name = v->str;
+	}
+	if ((v = node_get(item, "when")) != NULL &&
+	    when_parse(v, "'when'", &st->when, e) != 0)
+		return -1;
+	if ((v = node_get(item, "serial")) != NULL) {
+		errno = 0;
+		n = v->type == NODE_SCALAR ? strtoll(v->str, &end, 10) : 0;
+		if (v->type != NODE_SCALAR || v->str[0] == '\0' ||
+		    *end != '\0' || errno != 0 || n < 1 || n > INT_MAX)
+			return node_err(e, v, "a stage's 'serial' must be a "
+			    "whole number of rows, at least 1");
+		st->serial = (int)n;
+	}
+	return 0;
+}
+
 static int
 load_stage(struct pipeline *p, struct stage *st, struct node *item,
     struct overrides *ov, const struct chain *chain, struct err *e)
 {
 	const struct stage_entry *ent;
 	struct load_ctx		 ctx;
-	const struct node	*label;
+	const struct node	*k;
 	struct node		*name, *v = NULL;
 	const char		*near, **names;
-	size_t			 i;
+	size_t			 i, nstage, nother;
 
 	st->where = item;
 	st->owner = p;
-	if (item->type == NODE_MAP && (label = node_get(item, "name")) != NULL) {
-		if (map_nkeys(item) == 1)
-			return node_err(e, item, "a stage item has a 'name' "
-			    "but no stage");
-		if (map_nkeys(item) != 2)
-			return node_err(e, item, "a stage item is one stage and "
-			    "its 'name', not %zu stages", map_nkeys(item) - 1);
-		if (label->type != NODE_SCALAR || !one_line(label->str))
-			return node_err(e, label, "a stage's 'name' is one "
-			    "line of text");
-		st->name = label->str;
-		i = strcmp(map_key(item, 0)->str, "name") == 0 ? 1 : 0;
-		name = map_key(item, i);
-		v = map_val(item, i);
-	} else if (item->type == NODE_SCALAR)
+	if (item->type == NODE_SCALAR)
 		name = item;
-	else if (item->type == NODE_MAP && map_nkeys(item) == 1) {
-		name = map_key(item, 0);
-		v = map_val(item, 0);
-	} else if (item->type == NODE_MAP)
-		return node_err(e, item, "a stage is one 'name: arguments' "
-		    "pair, not %zu keys (indent the arguments under the "
-		    "stage name)", map_nkeys(item));
-	else
+	else if (item->type == NODE_MAP) {
+		/* The stage key, and beside it name, when and serial. */
+		name = NULL;
+		nstage = nother = 0;
+		for (i = 0; i < map_nkeys(item); i++) {
+			k = map_key(item, i);
+			if (item_key(k->str))
+				continue;
+			if (name == NULL) {
+				name = map_key(item, i);
+				v = map_val(item, i);
+			}
+			if (stage_find(k->str) != NULL)
+				nstage++;
+			else
+				nother++;
+		}
+		if (name == NULL)
+			return node_err(e, item, "a stage item has %s but no "
+			    "stage", item_keys_text(item));
+		if (nstage > 1)
+			return node_err(e, item, "a stage item is one stage, "
+			    "not %zu (make each an item of its own)", nstage);
+		if (nstage + nother > 1)
+			return node_err(e, item, "a stage is one 'name: "
+			    "arguments' pair, not %zu keys (indent the "
+			    "arguments under the stage name)", nstage + nother);
+		if (load_item_keys(p, st, item, e) != 0)
+			return -1;
+	} else
 		return node_err(e, item, "a stage must be a name or a "
 		    "'name: arguments' mapping, not a list");
+	st->key = name;
 	if ((ent = stage_find(name->str)) == NULL) {
 		names = xcalloc(stage_count, sizeof *names);
 		for (i = 0; i < stage_count; i++)
@@ -1067,7 +1139,7 @@ pipeline_load(const char *path, struct overrides *ov, struct pipeline **out,
 void
 pipeline_free(struct pipeline *p)
 {
-	size_t	i;
+	size_t	i, j;
 
 	if (p == NULL)
 		return;
@@ -1075,7 +1147,12 @@ pipeline_free(struct pipeline *p)
 		if (p->stages[i].entry != NULL &&
 		    p->stages[i].entry->cleanup != NULL)
 			p->stages[i].entry->cleanup(&p->stages[i]);
-		pipeline_free(p->stages[i].sub);
+		for (j = 0; j < p->stages[i].nsubs; j++) {
+			pipeline_free(p->stages[i].subs[j].p);
+			when_free(p->stages[i].subs[j].when);
+		}
+		free(p->stages[i].subs);
+		when_free(p->stages[i].when);
 	}
 	free(p->stages);
 	free(p->params);
@@ -1135,14 +1212,14 @@ pipeline_max_fail(const struct pipeline *p, size_t nrows)
 int
 pipeline_destructive(const struct pipeline *p)
 {
-	size_t	i;
+	size_t	i, j;
 
 	for (i = 0; i < p->nstages; i++) {
 		if (p->stages[i].entry->flags & STAGE_DESTRUCTIVE)
 			return 1;
-		if (p->stages[i].sub != NULL &&
-		    pipeline_destructive(p->stages[i].sub))
-			return 1;
+		for (j = 0; j < p->stages[i].nsubs; j++)
+			if (pipeline_destructive(p->stages[i].subs[j].p))
+				return 1;
 	}
 	return 0;
 }
