@@ -151,14 +151,16 @@ int
 run_stage(struct run *run, struct stage *st, struct table *t)
 {
 	stage_fn	 fn;
-	int		 r;
+	int		 r, serial;
 
 	fn = st->owner->kind == SEL_SYSTEMS ? st->entry->system :
 	    st->entry->host;
 	log_debug("%s:%d:%d: stage '%s' on %zu rows", st->owner->file,
 	    st->where->line, st->where->col, stage_name(st), t->n);
 	progress_stage_begin(run->progress, stage_name(st));
+	serial = forks_serial_push(st->serial);
 	r = fn(run, st, t);
+	forks_serial_pop(serial);
 	progress_stage_end(run->progress);
 	run_note(run, t);
 	return r != 0 ? -1 : 0;
