@@ -19,6 +19,12 @@ struct param {
 
 struct overrides;
 
+/* A batch size or a failure limit: n rows, or n percent of them. */
+struct batch_spec {
+	int		 n;
+	int		 percent;
+};
+
 struct pipeline {
 	struct doc	*doc;
 	const char	*file;
@@ -34,6 +40,10 @@ struct pipeline {
 	struct overrides *ov;
 	const struct node *secret_ok;	/* the node a secret may be used in */
 	int		 secret_used;	/* ... and was */
+	struct batch_spec *serial;	/* batch sizes; NULL: no batches */
+	size_t		 nserial;
+	struct batch_spec max_fail;	/* with serial: rows that may fail */
+	const struct node *serial_where; /* 'serial:', for messages */
 };
 
 #define SEL_HOSTS	0
@@ -62,5 +72,7 @@ int	pipeline_load_sub(struct pipeline *, struct stage *,
 	    struct err *);
 void	pipeline_free(struct pipeline *);
 int	pipeline_destructive(const struct pipeline *);
+size_t	pipeline_batches(const struct pipeline *, size_t, size_t **);
+size_t	pipeline_max_fail(const struct pipeline *, size_t);
 
 #endif

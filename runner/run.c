@@ -146,27 +146,37 @@ run_note(struct run *run, const struct table *t)
 	}
 }
 
+/* One stage on the table; 0, or -1 after an internal error. */
+int
+run_stage(struct run *run, struct stage *st, struct table *t)
+{
+	stage_fn	 fn;
+	int		 r, serial;
+
+	fn = st->owner->kind == SEL_SYSTEMS ? st->entry->system :
+	    st->entry->host;
+	log_debug("%s:%d:%d: stage '%s' on %zu rows", st->owner->file,
+	    st->where->line, st->where->col, stage_name(st), t->n);
+	progress_stage_begin(run->progress, stage_name(st));
+	serial = forks_serial_push(st->serial);
+	r = fn(run, st, t);
+	forks_serial_pop(serial);
+	progress_stage_end(run->progress);
+	run_note(run, t);
+	return r != 0 ? -1 : 0;
+}
+
 int
 run_pipeline(struct run *run, struct pipeline *p, struct table *t)
 {
-	struct stage	*st;
-	stage_fn	 fn;
 	size_t		 i;
-	int		 r;
 
-	for (i = 0; i < p->nstages && !run_interrupted; i++) {
-		st = &p->stages[i];
-		fn = p->kind == SEL_SYSTEMS ? st->entry->system :
-		    st->entry->host;
-		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
-		    st->where->line, st->where->col, stage_name(st), t->n);
-		progress_stage_begin(run->progress, stage_name(st));
-		r = fn(run, st, t);
-		progress_stage_end(run->progress);
-		run_note(run, t);
-		if (r != 0)
+	/* 'serial:' runs the stages batch after batch: serial.c. */
+	if (p->nserial > 0)
+		return run_batches(run, p, t);
+	for (i = 0; i < p->nstages && !run_interrupted; i++)
+		if (run_stage(run, &p->stages[i], t) != 0)
 			return -1;
-	}
 	return 0;
 }
 

@@ -53,6 +53,8 @@ struct run {
 };
 
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
+int	run_stage(struct run *, struct stage *, struct table *);
+int	run_batches(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
 void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,

@@ -373,10 +373,11 @@ worker(void *arg)
 }
 
 /*
- * Acts on every row, up to --forks (at most MAX_THREADS) at a time: on a
- * real hypervisor a create takes a good part of a second, mostly waiting
- * for it, and libvirt connections may be used from several threads. Each
- * op touches only itself; rows and the table are written afterwards, here.
+ * Acts on every row, up to --forks (at most MAX_THREADS, and no more than
+ * the stage's 'serial') at a time: on a real hypervisor a create takes a
+ * good part of a second, mostly waiting for it, and libvirt connections
+ * may be used from several threads. Each op touches only itself; rows and
+ * the table are written afterwards, here.
  */
 static void
 act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
@@ -388,6 +389,9 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 	nt = n < MAX_THREADS ? n : MAX_THREADS;
 	if (run->opt != NULL && (size_t)run->opt->forks < nt)
 		nt = (size_t)run->opt->forks;
+	/* And the stage's 'serial: N', if less. */
+	if (forks_serial() > 0 && (size_t)forks_serial() < nt)
+		nt = (size_t)forks_serial();
 	memset(&w, 0, sizeof w);
 	w.ops = ops;
 	w.n = n;

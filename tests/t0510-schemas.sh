@@ -65,8 +65,13 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 for alt in s[\"\$defs\"][\"stage\"][\"anyOf\"]:
     for name in alt.get(\"properties\", {}):
-        if name != \"name\":
+        if name not in (\"name\", \"when\", \"serial\"):
             print(name)
+    # The one stage key of an item (oneOf): the same names.
+    one = [r[\"required\"][0] for r in alt.get(\"oneOf\", [])]
+    if \"properties\" in alt and sorted(one) != sorted(n for n in
+        alt[\"properties\"] if n not in (\"name\", \"when\", \"serial\")):
+        print(\"the oneOf of the stage keys differs: %s\" % one)
 " "$PIPELINE_SCHEMA" | sort >schema-stages &&
 	test -s stages &&
 	test_cmp stages schema-stages
@@ -265,6 +270,43 @@ bad_pipeline stage-name-list 'hosts: local
 stages:
   - exec: uptime
     name: [a, b]'
+
+good_pipeline serial-forms 'hosts: local
+params: { batch: "2" }
+serial: [1, "${batch}", 50%]
+max-fail: 10%
+stages:
+  - exec: uptime
+    serial: 2
+    name: one at a time
+  - pretty'
+good_pipeline serial-number 'hosts: local
+serial: 3
+max-fail: 0
+stages: [pretty]'
+bad_pipeline serial-zero 'hosts: local
+serial: 0
+stages: [pretty]'
+bad_pipeline serial-150-percent 'hosts: local
+serial: 150%
+stages: [pretty]'
+bad_pipeline serial-not-a-number 'hosts: local
+serial: two
+stages: [pretty]'
+bad_pipeline serial-empty-list 'hosts: local
+serial: []
+stages: [pretty]'
+bad_pipeline max-fail-without-serial 'hosts: local
+max-fail: 1
+stages: [pretty]'
+bad_pipeline max-fail-bad 'hosts: local
+serial: 1
+max-fail: 101%
+stages: [pretty]'
+bad_pipeline stage-serial-zero 'hosts: local
+stages:
+  - exec: uptime
+    serial: 0'
 
 bad_pipeline unknown-top-key 'hosts: local
 stage: [pretty]'

@@ -68,6 +68,12 @@ test_expect_success '--json, --check and an unreachable row' '
 	test_exit 3 vg u.yaml 2>err
 '
 
+test_expect_success 'rolling batches: a failure stops them, the rest skipped' '
+	printf "hosts: [here, gone]\nserial: [1, 50%%]\nmax-fail: 0\nstages:\n  - { exec: \"test \${target} = a\", serial: 1 }\n  - pick: successful\n  - pretty\n" >r.yaml &&
+	test_exit 1 vg r.yaml >out 2>err &&
+	test_grep "^closed: skipped" out
+'
+
 test_expect_success 'load errors free what they loaded' '
 	printf "hosts: here\nstages:\n  - exec: echo \${nope}\n" >bad.yaml &&
 	test_exit 2 vg bad.yaml 2>err &&
