@@ -285,6 +285,36 @@ test_expect_success 'a failing branch row counts in the exit status' '
 	test "$(json_get code out | tr "\n" " ")" = "0 7 "
 '
 
+test_expect_success 'SIGINT stops every branch at once (exit 130), nothing left' '
+	zz=$(marked_sleep zz-branch) &&
+	cat >brint.yaml <<-EOF &&
+	hosts: workers
+	stages:
+	  - branch:
+	      a:
+	        when: { column: target, match: "^w1\$" }
+	        stages: [ { exec: "$zz 60" } ]
+	      b:
+	        when: any-status
+	        stages: [ { exec: "$zz 60" } ]
+	EOF
+	start=$(date +%s%N) &&
+	{ "$REOPS_RUN" -i hosts.d --json brint.yaml >out 2>err & pid=$!; } &&
+	i=0 &&
+	while [ "$(pgrep -f -c -- "$zz")" -lt 4 ] && [ $i -lt 100 ]; do
+		sleep 0.1; i=$((i + 1))
+	done &&
+	kill -INT $pid &&
+	{ wait $pid; rc=$?; } ;
+	end=$(date +%s%N) &&
+	ms=$(( (end - start) / 1000000 )) &&
+	say "interrupted after $ms ms" &&
+	test "$rc" = 130 &&
+	test "$ms" -lt 20000 &&
+	test "$(json_get code out | sort -u)" = 130 &&
+	test_none_left "$zz"
+'
+
 test_expect_success 'the examples when.yaml and branch.yaml run' '
 	test_exit 1 reops_run -i "$SRCDIR/hosts.d" --json "$SRCDIR/pipelines/when.yaml" >out &&
 	json_get stdout out >got &&
