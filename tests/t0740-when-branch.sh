@@ -285,6 +285,31 @@ test_expect_success 'a failing branch row counts in the exit status' '
 	test "$(json_get code out | tr "\n" " ")" = "0 7 "
 '
 
+test_expect_success 'on systems: a branch and a when on the test hypervisor' '
+	cat >sys.yaml <<-\EOF &&
+	systems: all
+	stages:
+	  - ls
+	  - branch:
+	      first:
+	        when: { column: target, match: "-1$" }
+	        stages:
+	          - parse: { column: state, regex: "(?<first_state>.+)" }
+	      rest:
+	        when: any-status
+	        stages:
+	          - parse: { column: target, regex: "demo-(?<num>[0-9]+)" }
+	  - stop:
+	    when: { column: target, match: "-2$" }
+	EOF
+	test_exit 1 reops_run -i "$SRCDIR/hosts.d" --yes --json sys.yaml >out &&
+	test "$(json_get target out | tr "\n" " ")" = "demo-1 demo-2 " &&
+	test "$(json_get status out | tr "\n" " ")" = "ok failed " &&
+	test "$(json_get first_state out | tr "\n" " ")" = "undefined  " &&
+	test "$(json_get num out | tr "\n" " ")" = " 2 " &&
+	test_grep "demo-2.*does not exist" out
+'
+
 test_expect_success 'SIGINT stops every branch at once (exit 130), nothing left' '
 	zz=$(marked_sleep zz-branch) &&
 	cat >brint.yaml <<-EOF &&
