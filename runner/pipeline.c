@@ -350,6 +350,9 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 
 	if (node_is_null(v))
 		v = NULL;
+	else if (ent->keys == NULL && v->type != NODE_MAP)
+		return node_err(e, v, "stage '%s' takes a mapping, not a %s",
+		    ent->name, node_type_name(v));
 	else if (v->type != NODE_MAP) {
 		k = ent->shorthand != NULL ? find_key(ent, ent->shorthand) :
 		    NULL;
@@ -366,6 +369,8 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 		v = shorthand_map(p, ent->shorthand, v);
 	}
 	st->args = v;
+	if (ent->keys == NULL)
+		return 0;	/* names of the user's: the load hook's */
 	if (v != NULL) {
 		for (k = ent->keys; k->name != NULL && n < nitems(allowed) - 1;
 		    k++)
@@ -632,6 +637,9 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
 		return node_err(e, name, "stage '%s' does not run on %s; it "
 		    "works on %s", ent->name, kind_word(p->kind),
 		    kind_word(!p->kind));
+	if (st->when != NULL && (ent->flags & STAGE_TABLE))
+		return node_err(e, st->when->where, "stage '%s' takes no "
+		    "'when': it works on the whole table", ent->name);
 	if (stage_args(p, st, v, e) != 0)
 		return -1;
 	ctx.ov = ov;
@@ -1009,6 +1017,71 @@ cycle_chain(struct buf *b, const struct chain *c, const char *real)
 	buf_adds(b, c->shown);
 }
 
+/* "failed", "failed or unreachable": the statuses of a mask. */
+static void
+status_words(struct buf *b, unsigned mask)
+{
+	static const int order[] = { ST_OK, ST_FAILED, ST_UNREACHABLE,
+	    ST_SKIPPED };
+	size_t		 i, n = 0, k = 0;
+
+	for (i = 0; i < nitems(order); i++)
+		n += (mask >> order[i]) & 1;
+	for (i = 0; i < nitems(order); i++) {
+		if (!((mask >> order[i]) & 1))
+			continue;
+		if (k > 0)
+			buf_adds(b, k + 1 == n ? " or " : ", ");
+		buf_adds(b, order[i] == ST_OK ? "successful" :
+		    status_name((enum row_status)order[i]));
+		k++;
+	}
+}
+
+/*
+ * After a stage that passes on rows of some statuses only (pick: failed),
+ * the next stage that runs on rows must be able to select one of them:
+ * else it runs on none, which is never what was meant. Output stages
+ * pass the table on and are looked past.
+ */
+static int
+check_keeps(const struct pipeline *p, struct err *e)
+{
+	const struct stage	*st, *next = NULL;
+	struct buf		 runs, kept;
+	unsigned		 mask;
+	size_t			 i, j;
+	int			 r;
+
+	for (i = 0; i < p->nstages; i++) {
+		st = &p->stages[i];
+		if (st->entry->keeps == NULL)
+			continue;
+		mask = st->entry->keeps(st);
+		for (j = i + 1; j < p->nstages; j++)
+			if (!((next = &p->stages[j])->entry->flags &
+			    STAGE_OUTPUT))
+				break;
+		if (j == p->nstages || (next->entry->flags & STAGE_TABLE) ||
+		    (when_statuses(next->when) & mask) != 0)
+			continue;
+		buf_init(&runs);
+		buf_init(&kept);
+		when_describe(&runs, next->when);
+		status_words(&kept, mask);
+		r = node_err(e, next->when != NULL ? next->when->where :
+		    next->where, "stage '%s' runs on %s rows and '%s' (line %d) "
+		    "kept only %s rows; add 'when: %s' to run on the rows it "
+		    "kept", stage_name(next), runs.data,
+		    stage_name(st), st->where->line, kept.data,
+		    (mask & (mask - 1)) == 0 ? kept.data : "any-status");
+		buf_free(&runs);
+		buf_free(&kept);
+		return r;
+	}
+	return 0;
+}
+
 static int
 load_file(const char *path, struct overrides *ov, const struct scope *parent,
     const struct node *incparams, int inherited, const struct chain *up,
@@ -1118,6 +1191,8 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 		    e) != 0)
 			goto out;
 	}
+	if (check_keeps(p, e) != 0)
+		goto out;
 	r = 0;
 out:
 	free(real);
@@ -1134,6 +1209,52 @@ pipeline_load(const char *path, struct overrides *ov, struct pipeline **out,
     struct err *e)
 {
 	return load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e);
+}
+
+/*
+ * A stage's load hook loads a list of stages written in its arguments (a
+ * branch's) as a pipeline of its own, which shares the parent's file and
+ * doc, its params, kind and include chain.
+ */
+int
+pipeline_load_inline(struct pipeline *parent, const struct node *stages,
+    struct load_ctx *ctx, struct pipeline **out, struct err *e)
+{
+	struct pipeline	*p;
+	size_t		 i;
+
+	*out = NULL;
+	if (stages->type != NODE_SEQ || stages->nkids == 0)
+		return node_err(e, stages, "'stages' must be a list of one or "
+		    "more stages, not %s", node_is_null(stages) ? "nothing" :
+		    stages->type == NODE_SEQ ? "an empty list" :
+		    node_type_name(stages));
+	p = xcalloc(1, sizeof *p);
+	p->parent = parent;
+	p->doc = parent->doc;
+	p->file = parent->file;
+	p->kind = parent->kind;
+	p->ov = parent->ov;
+	p->params = xcalloc(parent->nparams + 1, sizeof *p->params);
+	if (parent->nparams > 0)
+		memcpy(p->params, parent->params, parent->nparams *
+		    sizeof *p->params);
+	p->nparams = parent->nparams;
+	p->stages = xcalloc(stages->nkids, sizeof *p->stages);
+	for (i = 0; i < stages->nkids; i++) {
+		p->nstages = i + 1;
+		if (load_stage(p, &p->stages[i], stages->kids[i], ctx->ov,
+		    ctx->chain, e) != 0) {
+			pipeline_free(p);
+			return -1;
+		}
+	}
+	if (check_keeps(p, e) != 0) {
+		pipeline_free(p);
+		return -1;
+	}
+	*out = p;
+	return 0;
 }
 
 void
@@ -1157,7 +1278,8 @@ pipeline_free(struct pipeline *p)
 	free(p->stages);
 	free(p->params);
 	selector_free(&p->sel);
-	doc_free(p->doc);
+	if (p->parent == NULL)
+		doc_free(p->doc);
 	free(p);
 }
 

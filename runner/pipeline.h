@@ -38,6 +38,7 @@ struct pipeline {
 	struct stage	*stages;
 	size_t		 nstages;
 	struct overrides *ov;
+	const struct pipeline *parent;	/* inline (a branch's): its doc */
 	const struct node *secret_ok;	/* the node a secret may be used in */
 	int		 secret_used;	/* ... and was */
 	struct batch_spec *serial;	/* batch sizes; NULL: no batches */
@@ -70,6 +71,8 @@ int	pipeline_load(const char *, struct overrides *, struct pipeline **,
 int	pipeline_load_sub(struct pipeline *, struct stage *,
 	    const struct node *, const struct node *, struct load_ctx *,
 	    struct err *);
+int	pipeline_load_inline(struct pipeline *, const struct node *,
+	    struct load_ctx *, struct pipeline **, struct err *);
 void	pipeline_free(struct pipeline *);
 int	pipeline_destructive(const struct pipeline *);
 size_t	pipeline_batches(const struct pipeline *, size_t, size_t **);

@@ -339,7 +339,7 @@ list_stages_json(void)
 		else
 			printf("null");
 		printf(",\"keys\":[");
-		for (k = ent->keys; k->name != NULL; k++) {
+		for (k = ent->keys; k != NULL && k->name != NULL; k++) {
 			printf("%s{\"name\":", k != ent->keys ? "," : "");
 			json_str(k->name);
 			printf(",\"type\":\"%s\",\"required\":%s}",

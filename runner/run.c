@@ -146,6 +146,66 @@ run_note(struct run *run, const struct table *t)
 	}
 }
 
+/*
+ * Runs one stage on the rows it selects (stage_selects): a stage that
+ * takes the whole table gets it; any other gets a table of the rows it
+ * selects, the very rows, so what it does lands in t; the others pass
+ * through untouched. A selector that gives up on a row fails that row.
+ */
+static int
+run_selected(struct run *run, struct stage *st, stage_fn fn,
+    struct table *t)
+{
+	struct table	*v;
+	char		 why[256];
+	size_t		 i, j;
+	int		 r, sel;
+
+	if (st->entry->flags & STAGE_TABLE)
+		return fn(run, st, t);
+	v = table_new();
+	v->pipeline = t->pipeline;
+	v->rows = xcalloc(t->n + 1, sizeof *v->rows);
+	v->cap = t->n + 1;
+	for (i = 0; i < t->n; i++) {
+		why[0] = '\0';
+		sel = stage_selects(st, t->rows[i], why, sizeof why);
+		if (sel < 0) {
+			t->rows[i]->status = ST_FAILED;
+			if (t->rows[i]->code == 0)
+				t->rows[i]->code = 1;
+			buf_printf(&t->rows[i]->err, "reops-run: 'when' of "
+			    "stage '%s' gave up: %s (it backtracks too much; "
+			    "simplify it)\n", stage_name(st), why);
+		} else if (sel)
+			v->rows[v->n++] = t->rows[i];
+	}
+	if (v->n == t->n) {
+		/* All of them: the stage adds its columns to t itself. */
+		v->n = 0;
+		table_free(v);
+		return fn(run, st, t);
+	}
+	for (i = 0; i < t->ncols; i++) {
+		v->cols = xgrow(v->cols, v->ncols, sizeof *v->cols);
+		v->cols[v->ncols++] = xstrdup(t->cols[i]);
+	}
+	r = fn(run, st, v);
+	/* The columns it added, after t's own. */
+	for (i = t->ncols; i < v->ncols; i++) {
+		for (j = 0; j < t->ncols; j++)
+			if (strcmp(t->cols[j], v->cols[i]) == 0)
+				break;
+		if (j == t->ncols) {
+			t->cols = xgrow(t->cols, t->ncols, sizeof *t->cols);
+			t->cols[t->ncols++] = xstrdup(v->cols[i]);
+		}
+	}
+	v->n = 0;	/* the rows are t's */
+	table_free(v);
+	return r;
+}
+
 /* One stage on the table; 0, or -1 after an internal error. */
 int
 run_stage(struct run *run, struct stage *st, struct table *t)
@@ -159,7 +219,7 @@ run_stage(struct run *run, struct stage *st, struct table *t)
 	    st->where->line, st->where->col, stage_name(st), t->n);
 	progress_stage_begin(run->progress, stage_name(st));
 	serial = forks_serial_push(st->serial);
-	r = fn(run, st, t);
+	r = run_selected(run, st, fn, t);
 	forks_serial_pop(serial);
 	progress_stage_end(run->progress);
 	run_note(run, t);
@@ -200,8 +260,8 @@ run_row_done(struct run *run, const struct row *r)
 }
 
 /*
- * Runs a command on every row that is still ok; rows that failed or were
- * unreachable earlier pass through unchanged, as in an Ansible play.
+ * Runs a command on every row of t: the rows the stage selects
+ * (run_stage); the others pass by it unchanged, as in an Ansible play.
  * after, when given, reads each answer of a row that ran (into columns).
  */
 int
@@ -218,8 +278,6 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 	jobs = xcalloc(t->n, sizeof *jobs);
 	in = xcalloc(t->n, sizeof *in);
 	for (i = 0; i < t->n; i++) {
-		if (t->rows[i]->status != ST_OK)
-			continue;
 		buf_init(&cmd);
 		build(&cmd, st, t->rows[i]);
 		jobs[n].row = t->rows[i];

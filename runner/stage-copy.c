@@ -121,8 +121,6 @@ copy_host(struct run *run, struct stage *st, struct table *t)
 	dest = xcalloc(t->n, sizeof *dest);
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
-		if (r->status != ST_OK)
-			continue;
 		/* Each transport puts the file its own way. */
 		buf_init(&dest[n]);
 		expand_row(&dest[n], stage_str(st, "dest", ""), r);

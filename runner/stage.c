@@ -8,6 +8,7 @@
 #include "pipeline.h"
 #include "run.h"
 #include "stage.h"
+#include "when.h"
 
 #define STAGE(name)	extern const struct stage_entry stage_##name##_entry;
 #include "stages.def"
@@ -31,7 +32,6 @@ stage_find(const char *name)
 	return NULL;
 }
 
-/* Every stage's preload, in file order, includes' stages included. */
 /* A new, empty sub-pipeline slot of st; name is a branch's, or NULL. */
 struct stage_sub *
 stage_add_sub(struct stage *st, const char *name)
@@ -45,6 +45,21 @@ stage_add_sub(struct stage *st, const char *name)
 	return sub;
 }
 
+/*
+ * Whether st runs on r: 1 when its 'when:' selects r; without one, when r
+ * is ok (an output stage: every row). -1 when a regex gave up on r: why
+ * says so, and the caller fails the row. The one place the rule lives.
+ */
+int
+stage_selects(const struct stage *st, const struct row *r, char *why,
+    size_t len)
+{
+	if (st->when == NULL && (st->entry->flags & STAGE_OUTPUT))
+		return 1;
+	return when_selects(st->when, r, why, len);
+}
+
+/* Every stage's preload, in file order, includes' stages included. */
 int
 stages_preload(struct run *run, const struct pipeline *p,
     const struct target *t, size_t n, struct err *e)

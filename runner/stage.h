@@ -59,6 +59,7 @@ struct stage_key {
 #define STAGE_REMOTE		0x1	/* runs on each row's target */
 #define STAGE_DESTRUCTIVE	0x2	/* asks for confirmation (--yes) */
 #define STAGE_OUTPUT		0x4	/* prints and passes the table on */
+#define STAGE_TABLE		0x8	/* takes the whole table: no 'when:' */
 
 typedef int (*stage_fn)(struct run *, struct stage *, struct table *);
 
@@ -67,7 +68,11 @@ struct stage_entry {
 	const char		*usage;
 	const char		*summary;
 	const char		*shorthand;	/* the key a scalar sets */
-	const struct stage_key	*keys;		/* ends with { NULL } */
+	/*
+	 * Ends with { NULL }. NULL: the arguments are a mapping of names
+	 * of the user's (branch), which the load hook checks.
+	 */
+	const struct stage_key	*keys;
 	const char *const	*columns;	/* it adds; ends with NULL */
 	const char		*secret_key;	/* may use secret params */
 	int			 flags;
@@ -81,6 +86,12 @@ struct stage_entry {
 	int	(*load)(struct pipeline *, struct stage *, struct load_ctx *,
 		    struct err *);
 	int	(*prepare)(struct stage *, struct err *);
+	/*
+	 * The statuses of the rows it passes on, as a mask of 1 << ST_
+	 * (pick by status); NULL: any. The loader checks that the next
+	 * stage can run on some of them.
+	 */
+	unsigned (*keeps)(const struct stage *);
 	void	(*cleanup)(struct stage *);
 	/*
 	 * For each stage of each loaded pipeline, with the pipeline's
@@ -131,6 +142,8 @@ extern const size_t stage_count;
 
 const struct stage_entry *stage_find(const char *);
 struct stage_sub	*stage_add_sub(struct stage *, const char *);
+int			 stage_selects(const struct stage *,
+			    const struct row *, char *, size_t);
 int			 stages_preload(struct run *, const struct pipeline *,
 			    const struct target *, size_t, struct err *);
 void			 stages_free_run(struct run *);

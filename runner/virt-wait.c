@@ -409,7 +409,7 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 }
 
 /*
- * Runs FN on every system row still ok: connect (once per URI), look the
+ * Runs FN on every system row of t (those the stage selects): connect (once per URI), look the
  * domain up, act; then wait for all of them; then refresh the columns.
  * A hypervisor that cannot be reached makes its rows unreachable.
  */
@@ -428,8 +428,7 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 	ops = xcalloc(t->n, sizeof *ops);
 	for (i = 0; i < t->n && !run_interrupted; i++) {
 		r = t->rows[i];
-		if (r->kind != ROW_SYSTEM || r->system == NULL ||
-		    r->status != ST_OK)
+		if (r->kind != ROW_SYSTEM || r->system == NULL)
 			continue;
 		op = &ops[n++];
 		op->run = run;
@@ -439,8 +438,10 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 		op->sys = r->system;
 		op->code = 1;
 		buf_init(&op->note);
+		/* It begins anew, whatever an earlier stage made of it. */
 		buf_reset(&r->out);
 		buf_reset(&r->err);
+		r->status = ST_OK;
 		r->code = 0;
 		c = virt_conn(run, op->sys->hypervisor.uri);
 		if ((op->conn = c->conn) == NULL) {

@@ -258,6 +258,62 @@ stages:
   - name: show
     pretty:'
 
+good_pipeline when-forms 'hosts: local
+stages:
+  - exec: "false"
+  - exec: "echo fix"
+    when: failed
+    name: fix
+  - exec: uptime
+    when: { column: stdout, match: "^fix", invert: true }
+  - exec: uptime
+    when: { all: [ successful, { any: [ { status: failed }, any-status ] } ] }
+  - pick: failed
+  - pretty
+  - exec: "echo again"
+    when: failed'
+
+good_pipeline branch-forms 'hosts: local
+stages:
+  - branch:
+      first one:
+        when: { column: target, match: "^local" }
+        stages:
+          - exec: uptime
+          - branch:
+              inner: { when: any-status, stages: [ pretty ] }
+      rest:
+        when: any-status
+        stages: [ { exec: uname, name: kernel, when: failed } ]'
+
+bad_pipeline when-alone 'hosts: local
+stages:
+  - when: failed
+    name: nothing'
+bad_pipeline when-unknown-status 'hosts: local
+stages:
+  - exec: uptime
+    when: faild'
+bad_pipeline when-list 'hosts: local
+stages:
+  - exec: uptime
+    when: [ failed ]'
+bad_pipeline branch-without-when 'hosts: local
+stages:
+  - branch:
+      a: { stages: [ pretty ] }'
+bad_pipeline branch-without-stages 'hosts: local
+stages:
+  - branch:
+      a: { when: failed }'
+bad_pipeline branch-empty 'hosts: local
+stages:
+  - branch: {}'
+bad_pipeline branch-empty-stages 'hosts: local
+stages:
+  - branch:
+      a: { when: failed, stages: [] }'
+
 bad_pipeline stage-name-two-stages 'hosts: local
 stages:
   - exec: uptime

@@ -61,6 +61,36 @@ test_expect_success 'a pipeline run: no leaks, no errors' '
 	test_grep "^a: ok" out
 '
 
+cat >br.yaml <<'YAML'
+hosts: here
+stages:
+  - exec: "echo ${target}; test ${target} = a"
+  - exec: "echo fixed"
+    when: failed
+  - branch:
+      one:
+        when: { column: target, match: "^a$" }
+        stages:
+          - pipeline: { file: inc.yaml }
+          - parse: { regex: "(?<n>[0-9]+)" }
+      two:
+        when: any-status
+        stages:
+          - branch:
+              inner: { when: failed, stages: [ { exec: "echo x" } ] }
+          - pick: { column: stdout, match: "nothing" }
+  - pretty
+YAML
+
+test_expect_success 'when and a branch (threads, merge, drops): no leaks' '
+	test_exit 1 vg br.yaml >out 2>err &&
+	test_grep "^a: ok .*n=1" out &&
+	vg --check br.yaml >out 2>err &&
+	printf "hosts: here\nstages:\n  - branch:\n      a: { when: failed, stages: [ { exec: \"\${nope}\" } ] }\n" >bad4.yaml &&
+	test_exit 2 vg bad4.yaml 2>err &&
+	test_grep "unknown param" err
+'
+
 test_expect_success '--json, --check and an unreachable row' '
 	vg --json p.yaml >out 2>err &&
 	vg --check p.yaml >out 2>err &&
