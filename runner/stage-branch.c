@@ -105,6 +105,7 @@ struct lane {
 	struct table	*t;
 	size_t		 cur;		/* merging: its next row */
 	pthread_t	 tid;
+	int		 serial;	/* the stage's limit, for the thread */
 	int		 threaded;
 	int		 r;
 };
@@ -119,6 +120,9 @@ lane_main(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* A 'serial' on the branch stage holds in its threads too. */
+	if (l->threaded)
+		forks_serial_push(l->serial);
 	l->r = run_pipeline(l->run, l->p, l->t);
 	return NULL;
 }
@@ -133,6 +137,7 @@ lane_start(struct lane *l, struct run *run)
 	l->own.output_error = 0;
 	l->own.progress = progress_new(0, progress_verbose(run->progress));
 	l->run = &l->own;
+	l->serial = forks_serial();
 	l->threaded = pthread_create(&l->tid, NULL, lane_main, l) == 0;
 	if (!l->threaded)
 		lane_main(l);
@@ -152,6 +157,7 @@ lane_end(struct lane *l, struct run *run)
 	run->saw_unreachable |= l->own.saw_unreachable;
 	if (run->output_error == 0)
 		run->output_error = l->own.output_error;
+	run->undelivered += l->own.undelivered;
 }
 
 /* Adds name to t's columns unless it has it; 1 when it was added. */

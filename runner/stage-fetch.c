@@ -453,8 +453,6 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 	fr = xcalloc(t->n, sizeof *fr);
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
-		if (r->status != ST_OK)
-			continue;
 		if (plan_row(&fr[n], st, r) == -1) {
 			run_row_done(run, r);
 			continue;
