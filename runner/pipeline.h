@@ -34,6 +34,8 @@ struct pipeline {
 	struct overrides *ov;
 	const struct node *secret_ok;	/* the node a secret may be used in */
 	int		 secret_used;	/* ... and was */
+	struct stage	*row_stage;	/* whose arguments are expanded */
+	const char	*row_key;	/* ... under which key */
 };
 
 #define SEL_HOSTS	0
@@ -61,6 +63,25 @@ int	pipeline_load_sub(struct pipeline *, struct stage *,
 	    const struct node *, const struct node *, struct load_ctx *,
 	    struct err *);
 void	pipeline_free(struct pipeline *);
+
+/*
+ * The columns that can exist at a point of a pipeline, for checking its
+ * ${row.COLUMN}s: pipeline_check_rows takes those at its start (the fixed
+ * ones of columns_fixed, or those at a stage that runs sub-pipelines)
+ * and leaves those at its end. Names are not copied.
+ */
+struct columns {
+	const char	**names;
+	size_t		  n;
+};
+
+void	columns_fixed(struct columns *, int);
+void	columns_add(struct columns *, const char *);
+int	columns_has(const struct columns *, const char *);
+void	columns_copy(struct columns *, const struct columns *);
+void	columns_free(struct columns *);
+int	pipeline_check_rows(const struct pipeline *, struct columns *,
+	    struct err *);
 int	pipeline_destructive(const struct pipeline *);
 
 #endif
