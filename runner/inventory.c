@@ -33,7 +33,9 @@ const char inventory_default[] =
 static const char *const top_keys[] = { "groups", "types", "systems", NULL };
 static const char *const group_keys[] = { "transport", "auth", "host-keys",
     "known-hosts", "timeout", "connect-timeout", "proxy-jump", "hosts",
-    "description", NULL };
+    "description", "agent", "fallback", NULL };
+static const char *const agent_keys[] = { "port", "key", "known-agents",
+    NULL };
 static const char *const auth_keys[] = { "user", "key", "port",
     "passphrase-env", "agent", NULL };
 static const char *const host_keys[] = { "name", "address", "port", "user",
@@ -355,6 +357,51 @@ load_host(struct inventory *inv, struct doc *d, struct group *g,
 	return 0;
 }
 
+/*
+ * An agent group's "agent: { port, key, known-agents }" and its
+ * "fallback: ssh"; both belong to transport: agent only.
+ */
+static int
+load_agent_conf(struct node *n, struct group *g, const char *what,
+    struct err *e)
+{
+	struct node	*a, *v;
+	char		 sub[300];
+
+	a = node_get(n, "agent");
+	v = node_get(n, "fallback");
+	if (g->transport != TR_AGENT && (a != NULL || v != NULL))
+		return node_err(e, a != NULL ? a : v, "'%s' is for groups "
+		    "with transport: agent, and %s has transport: %s",
+		    a != NULL ? "agent" : "fallback", what,
+		    transport_name(g->transport));
+	if (v != NULL) {
+		if (v->type != NODE_SCALAR || strcmp(v->str, "ssh") != 0)
+			return node_err(e, v, "'fallback' of %s must be ssh "
+			    "(the only transport an agent row can fall back "
+			    "to)", what);
+		g->agent.fallback_ssh = 1;
+	}
+	if (a == NULL)
+		return 0;
+	snprintf(sub, sizeof sub, "'agent' of %s", what);
+	if (node_want(a, NODE_MAP, sub, e) != 0 ||
+	    node_check_keys(a, agent_keys, sub, e) != 0)
+		return -1;
+	if ((v = node_get(a, "port")) != NULL &&
+	    want_int(v, "'port'", 1, 65535, &g->agent.port, e) != 0)
+		return -1;
+	if ((v = node_get(a, "key")) != NULL &&
+	    want_string(v, "the runner's agent key file", &g->agent.key,
+	    e) != 0)
+		return -1;
+	if ((v = node_get(a, "known-agents")) != NULL &&
+	    want_string(v, "a known-agents file", &g->agent.known_agents,
+	    e) != 0)
+		return -1;
+	return 0;
+}
+
 static int
 load_group(struct inventory *inv, struct doc *d, struct node *k,
     struct node *n, struct err *e)
@@ -434,6 +481,8 @@ load_group(struct inventory *inv, struct doc *d, struct node *k,
 		return -1;
 	if ((v = node_get(n, "proxy-jump")) != NULL &&
 	    want_proxy_jump(v, &g->proxy_jump, e) != 0)
+		return -1;
+	if (load_agent_conf(n, g, what, e) != 0)
 		return -1;
 	if ((hosts = node_get(n, "hosts")) == NULL)
 		return node_err(e, k, "group '%s' needs 'hosts'", g->name);

@@ -28,6 +28,14 @@ struct auth {
 	int		 agent;		/* use ssh-agent: -1 unset, 0, 1 */
 };
 
+/* An agent group's "agent:"; see knownagents.h for the defaults. */
+struct agent_conf {
+	int		 port;		/* 0: AGENT_PORT (7707) */
+	const char	*key;		/* the runner's secret key; NULL: default */
+	const char	*known_agents;	/* pinned agent keys; NULL: default */
+	int		 fallback_ssh;	/* "fallback: ssh": unreachable -> ssh */
+};
+
 struct group {
 	const char	 *name;
 	const struct node *where;
@@ -39,6 +47,7 @@ struct group {
 	int		  timeout;	/* seconds for a whole operation; 0 unset */
 	int		  connect_timeout;
 	const char	 *proxy_jump;	/* "[user@]HOST[:PORT]", "none", NULL */
+	struct agent_conf agent;	/* transport: agent */
 	struct host	**hosts;
 	size_t		  nhosts;
 };

@@ -13,6 +13,7 @@
 #include "search.h"
 #include "secret.h"
 #include "virt.h"
+#include "when.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
     "systems", "params", "stages", NULL };
@@ -571,7 +572,7 @@ pipeline_load_sub(struct pipeline *p, struct stage *st,
 	sc.params = p->params;
 	sc.n = p->nparams;
 	r = load_file(path, ctx->ov, &sc, params, p->kind, ctx->chain, file,
-	    &st->sub, e);
+	    &stage_add_sub(st, NULL)->p, e);
 	free(path);
 	return r;
 }
@@ -588,45 +589,116 @@ one_line(const char *s)
 	return 1;
 }
 
+/* The keys a stage item may have beside its stage key. */
+static const char *const item_keys[] = { "name", "when", "serial", NULL };
+
+static int
+item_key(const char *k)
+{
+	size_t	i;
+
+	for (i = 0; item_keys[i] != NULL; i++)
+		if (strcmp(k, item_keys[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* "'name'", "'name' and 'when'": the item keys an item has, for errors. */
+static const char *
+item_keys_text(const struct node *item)
+{
+	static char	 text[64];
+	size_t		 i, n = 0;
+
+	text[0] = '\0';
+	for (i = 0; i < map_nkeys(item); i++) {
+		if (!item_key(map_key(item, i)->str))
+			continue;
+		snprintf(text + strlen(text), sizeof text - strlen(text),
+		    "%s'%s'", n++ == 0 ? "" : ", ", map_key(item, i)->str);
+	}
+	return text;
+}
+
+/* name: TEXT, when: SELECTOR and serial: N beside a stage key. */
+static int
+load_item_keys(struct pipeline *p, struct stage *st, struct node *item,
+    struct err *e)
+{
+	const struct node	*v;
+	long long		 n;
+	char			*end;
+
+	(void)p;
+	if ((v = node_get(item, "name")) != NULL) {
+		if (v->type != NODE_SCALAR || !one_line(v->str))
+			return node_err(e, v, "a stage's 'name' is one line of "
+			    "text");
+		st->name = v->str;
+	}
+	if ((v = node_get(item, "when")) != NULL &&
+	    when_parse(v, "'when'", &st->when, e) != 0)
+		return -1;
+	if ((v = node_get(item, "serial")) != NULL) {
+		errno = 0;
+		n = v->type == NODE_SCALAR ? strtoll(v->str, &end, 10) : 0;
+		if (v->type != NODE_SCALAR || v->str[0] == '\0' ||
+		    *end != '\0' || errno != 0 || n < 1 || n > INT_MAX)
+			return node_err(e, v, "a stage's 'serial' must be a "
+			    "whole number of rows, at least 1");
+		st->serial = (int)n;
+	}
+	return 0;
+}
+
 static int
 load_stage(struct pipeline *p, struct stage *st, struct node *item,
     struct overrides *ov, const struct chain *chain, struct err *e)
 {
 	const struct stage_entry *ent;
 	struct load_ctx		 ctx;
-	const struct node	*label;
+	const struct node	*k;
 	struct node		*name, *v = NULL;
 	const char		*near, **names;
-	size_t			 i;
+	size_t			 i, nstage, nother;
 
 	st->where = item;
 	st->owner = p;
-	if (item->type == NODE_MAP && (label = node_get(item, "name")) != NULL) {
-		if (map_nkeys(item) == 1)
-			return node_err(e, item, "a stage item has a 'name' "
-			    "but no stage");
-		if (map_nkeys(item) != 2)
-			return node_err(e, item, "a stage item is one stage and "
-			    "its 'name', not %zu stages", map_nkeys(item) - 1);
-		if (label->type != NODE_SCALAR || !one_line(label->str))
-			return node_err(e, label, "a stage's 'name' is one "
-			    "line of text");
-		st->name = label->str;
-		i = strcmp(map_key(item, 0)->str, "name") == 0 ? 1 : 0;
-		name = map_key(item, i);
-		v = map_val(item, i);
-	} else if (item->type == NODE_SCALAR)
+	if (item->type == NODE_SCALAR)
 		name = item;
-	else if (item->type == NODE_MAP && map_nkeys(item) == 1) {
-		name = map_key(item, 0);
-		v = map_val(item, 0);
-	} else if (item->type == NODE_MAP)
-		return node_err(e, item, "a stage is one 'name: arguments' "
-		    "pair, not %zu keys (indent the arguments under the "
-		    "stage name)", map_nkeys(item));
-	else
+	else if (item->type == NODE_MAP) {
+		/* The stage key, and beside it name, when and serial. */
+		name = NULL;
+		nstage = nother = 0;
+		for (i = 0; i < map_nkeys(item); i++) {
+			k = map_key(item, i);
+			if (item_key(k->str))
+				continue;
+			if (name == NULL) {
+				name = map_key(item, i);
+				v = map_val(item, i);
+			}
+			if (stage_find(k->str) != NULL)
+				nstage++;
+			else
+				nother++;
+		}
+		if (name == NULL)
+			return node_err(e, item, "a stage item has %s but no "
+			    "stage", item_keys_text(item));
+		if (nstage > 1)
+			return node_err(e, item, "a stage item is one stage, "
+			    "not %zu (make each an item of its own)", nstage);
+		if (nstage + nother > 1)
+			return node_err(e, item, "a stage is one 'name: "
+			    "arguments' pair, not %zu keys (indent the "
+			    "arguments under the stage name)", nstage + nother);
+		if (load_item_keys(p, st, item, e) != 0)
+			return -1;
+	} else
 		return node_err(e, item, "a stage must be a name or a "
 		    "'name: arguments' mapping, not a list");
+	st->key = name;
 	if ((ent = stage_find(name->str)) == NULL) {
 		names = xcalloc(stage_count, sizeof *names);
 		for (i = 0; i < stage_count; i++)
@@ -1129,8 +1201,14 @@ find_column(void *arg, const char *name)
 		l->found = 1;
 }
 
+/*
+ * The error for a column that cannot exist at stage at of p: what names
+ * the place ("'${row.x}'", "'when'"); a later stage that adds it, else
+ * the nearest name, else all the names, says what to do.
+ */
 static int
-unknown_column(const struct pipeline *p, size_t at, const struct rowref *ref,
+unknown_column(const struct pipeline *p, size_t at, const char *name,
+    const char *what, int rowform, const char *file, int line, int col,
     const struct columns *c, struct err *e)
 {
 	const struct stage	*st;
@@ -1140,52 +1218,118 @@ unknown_column(const struct pipeline *p, size_t at, const struct rowref *ref,
 	size_t			 i;
 	int			 r;
 
-	l.want = ref->column;
+	l.want = name;
 	for (i = at + 1; i < p->nstages; i++) {
 		st = &p->stages[i];
 		l.found = 0;
 		stage_columns(st, find_column, &l);
 		if (l.found)
-			return err_at(e, ref->file, ref->line, ref->col,
-			    "column '%s' of '${row.%s}' does not exist yet: "
-			    "stage '%s' at line %d adds it, after this one",
-			    ref->column, ref->column, stage_name(st),
+			return err_at(e, file, line, col, "column '%s' of %s "
+			    "does not exist yet: stage '%s' at line %d adds it, "
+			    "after this one", name, what, stage_name(st),
 			    st->where->line);
 	}
-	if ((near = closest_name(ref->column, c->names, c->n)) != NULL)
-		return err_at(e, ref->file, ref->line, ref->col, "unknown "
-		    "column '%s' in '${row.%s}'; did you mean '${row.%s}'?",
-		    ref->column, ref->column, near);
+	if ((near = closest_name(name, c->names, c->n)) != NULL)
+		return err_at(e, file, line, col, "unknown column '%s' in "
+		    "%s; did you mean '%s%s%s'?", name, what, rowform ?
+		    "${row." : "", near, rowform ? "}" : "");
 	buf_init(&all);
 	for (i = 0; i < c->n; i++)
 		buf_printf(&all, "%s%s", i ? ", " : "", c->names[i]);
-	r = err_at(e, ref->file, ref->line, ref->col, "unknown column '%s' "
-	    "in '${row.%s}'; the columns here are %s", ref->column,
-	    ref->column, all.data);
+	r = err_at(e, file, line, col, "unknown column '%s' in %s; the "
+	    "columns here are %s", name, what, all.data);
 	buf_free(&all);
 	return r;
+}
+
+static int
+unknown_row_value(const struct pipeline *p, size_t at,
+    const struct rowref *ref, const struct columns *c, struct err *e)
+{
+	char	*what;
+	int	 r;
+
+	what = xasprintf("'${row.%s}'", ref->column);
+	r = unknown_column(p, at, ref->column, what, 1, ref->file, ref->line,
+	    ref->col, c, e);
+	free(what);
+	return r;
+}
+
+/* when_columns' callback: the first column of a 'when' that is not there. */
+struct when_check {
+	const struct columns	*c;
+	const char		*name;
+	const struct node	*where;
+};
+
+static void
+check_when_column(void *arg, const char *name, const struct node *where)
+{
+	struct when_check	*wc = arg;
+
+	if (wc->name == NULL && !columns_has(wc->c, name)) {
+		wc->name = name;
+		wc->where = where;
+	}
+}
+
+static int
+check_when(const struct pipeline *p, size_t at, const struct when *w,
+    const struct columns *c, struct err *e)
+{
+	struct when_check	 wc = { c, NULL, NULL };
+	const struct node	*n;
+
+	when_columns(w, check_when_column, &wc);
+	if (wc.name == NULL)
+		return 0;
+	/* At the column's own value, when the selector has one. */
+	n = wc.where;
+	if (n != NULL && n->type == NODE_MAP && node_get(n, "column") != NULL)
+		n = node_get(n, "column");
+	return unknown_column(p, at, wc.name, "'when'", 0, n->file, n->line,
+	    n->col, c, e);
 }
 
 /*
  * Every ${row.COLUMN} names a column that can exist when its stage runs:
  * one of c, which holds the columns at the pipeline's start, or one an
- * earlier stage adds (an include's stages are walked in place). On
- * return c holds the columns at its end.
+ * earlier stage adds. A stage's sub-pipelines (an include, each branch)
+ * start with the columns at that stage, and after it come all that any
+ * of them adds. On return c holds the columns at the pipeline's end.
  */
 int
 pipeline_check_rows(const struct pipeline *p, struct columns *c,
     struct err *e)
 {
 	const struct stage	*st;
-	size_t			 i, j;
+	struct columns		 in, added;
+	size_t			 i, j, k;
+	int			 r = 0;
 
 	for (i = 0; i < p->nstages; i++) {
 		st = &p->stages[i];
+		if (check_when(p, i, st->when, c, e) != 0)
+			return -1;
 		for (j = 0; j < st->nrowrefs; j++)
 			if (!columns_has(c, st->rowrefs[j].column))
-				return unknown_column(p, i, &st->rowrefs[j], c,
-				    e);
-		if (st->sub != NULL && pipeline_check_rows(st->sub, c, e) != 0)
+				return unknown_row_value(p, i, &st->rowrefs[j],
+				    c, e);
+		memset(&added, 0, sizeof added);
+		for (j = 0; j < st->nsubs && r == 0; j++) {
+			if ((r = check_when(p, i, st->subs[j].when, c, e)) != 0)
+				break;
+			columns_copy(&in, c);
+			r = pipeline_check_rows(st->subs[j].p, &in, e);
+			for (k = 0; k < in.n; k++)
+				columns_add(&added, in.names[k]);
+			columns_free(&in);
+		}
+		for (k = 0; k < added.n; k++)
+			columns_add(c, added.names[k]);
+		columns_free(&added);
+		if (r != 0)
 			return -1;
 		stage_columns(st, add_column, c);
 	}
@@ -1195,7 +1339,7 @@ pipeline_check_rows(const struct pipeline *p, struct columns *c,
 void
 pipeline_free(struct pipeline *p)
 {
-	size_t	i;
+	size_t	i, j;
 
 	if (p == NULL)
 		return;
@@ -1203,7 +1347,12 @@ pipeline_free(struct pipeline *p)
 		if (p->stages[i].entry != NULL &&
 		    p->stages[i].entry->cleanup != NULL)
 			p->stages[i].entry->cleanup(&p->stages[i]);
-		pipeline_free(p->stages[i].sub);
+		for (j = 0; j < p->stages[i].nsubs; j++) {
+			pipeline_free(p->stages[i].subs[j].p);
+			when_free(p->stages[i].subs[j].when);
+		}
+		free(p->stages[i].subs);
+		when_free(p->stages[i].when);
 		free(p->stages[i].rowrefs);
 	}
 	free(p->stages);
@@ -1216,14 +1365,14 @@ pipeline_free(struct pipeline *p)
 int
 pipeline_destructive(const struct pipeline *p)
 {
-	size_t	i;
+	size_t	i, j;
 
 	for (i = 0; i < p->nstages; i++) {
 		if (p->stages[i].entry->flags & STAGE_DESTRUCTIVE)
 			return 1;
-		if (p->stages[i].sub != NULL &&
-		    pipeline_destructive(p->stages[i].sub))
-			return 1;
+		for (j = 0; j < p->stages[i].nsubs; j++)
+			if (pipeline_destructive(p->stages[i].subs[j].p))
+				return 1;
 	}
 	return 0;
 }

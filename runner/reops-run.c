@@ -358,7 +358,7 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
 {
 	struct buf	 b;
 	char		*num;
-	size_t		 i;
+	size_t		 i, j;
 
 	for (i = 0; i < p->nstages; i++) {
 		buf_init(&b);
@@ -370,10 +370,10 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
 			fprintf(f, "  %-6s destructive: would %s (asks "
 			    "first; --yes when not on a terminal)\n", "",
 			    p->stages[i].entry->summary);
-		if (p->stages[i].sub != NULL) {
+		for (j = 0; j < p->stages[i].nsubs; j++) {
 			char	*sub = xasprintf("%s.", num);
 
-			plan_stages(f, p->stages[i].sub, sub);
+			plan_stages(f, p->stages[i].subs[j].p, sub);
 			free(sub);
 		}
 		free(num);
@@ -460,14 +460,14 @@ initial_table(const struct target *t, size_t n)
 static int
 has_output_stage(const struct pipeline *p)
 {
-	size_t	i;
+	size_t	i, j;
 
 	for (i = 0; i < p->nstages; i++) {
 		if (p->stages[i].entry->flags & STAGE_OUTPUT)
 			return 1;
-		if (p->stages[i].sub != NULL &&
-		    has_output_stage(p->stages[i].sub))
-			return 1;
+		for (j = 0; j < p->stages[i].nsubs; j++)
+			if (has_output_stage(p->stages[i].subs[j].p))
+				return 1;
 	}
 	return 0;
 }

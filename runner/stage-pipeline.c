@@ -26,14 +26,14 @@ include_columns(const struct stage *st, void (*add)(void *, const char *),
 {
 	size_t	i;
 
-	for (i = 0; st->sub != NULL && i < st->sub->nstages; i++)
-		stage_columns(&st->sub->stages[i], add, arg);
+	for (i = 0; st->nsubs > 0 && i < st->subs[0].p->nstages; i++)
+		stage_columns(&st->subs[0].p->stages[i], add, arg);
 }
 
 static int
 include_rows(struct run *run, struct stage *st, struct table *t)
 {
-	return run_pipeline(run, st->sub, t);
+	return run_pipeline(run, st->subs[0].p, t);
 }
 
 const struct stage_entry stage_pipeline_entry = {

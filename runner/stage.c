@@ -33,21 +33,34 @@ stage_find(const char *name)
 }
 
 /* Every stage's preload, in file order, includes' stages included. */
+/* A new, empty sub-pipeline slot of st; name is a branch's, or NULL. */
+struct stage_sub *
+stage_add_sub(struct stage *st, const char *name)
+{
+	struct stage_sub	*sub;
+
+	st->subs = xgrow(st->subs, st->nsubs, sizeof *st->subs);
+	sub = &st->subs[st->nsubs++];
+	memset(sub, 0, sizeof *sub);
+	sub->name = name;
+	return sub;
+}
+
 int
 stages_preload(struct run *run, const struct pipeline *p,
     const struct target *t, size_t n, struct err *e)
 {
 	const struct stage	*st;
-	size_t			 i;
+	size_t			 i, j;
 
 	for (i = 0; i < p->nstages; i++) {
 		st = &p->stages[i];
 		if (st->entry->preload != NULL &&
 		    st->entry->preload(run, p, st, t, n, e) != 0)
 			return -1;
-		if (st->sub != NULL &&
-		    stages_preload(run, st->sub, t, n, e) != 0)
-			return -1;
+		for (j = 0; j < st->nsubs; j++)
+			if (stages_preload(run, st->subs[j].p, t, n, e) != 0)
+				return -1;
 	}
 	return 0;
 }

@@ -28,6 +28,7 @@ struct stage;
 struct pipeline;
 struct target;
 struct load_ctx;	/* the loader's: overrides, include chain */
+struct when;
 
 /*
  * STAGE_ID_ls...: each stage's position in stage_table[], and the index
@@ -96,13 +97,34 @@ struct stage_entry {
 	stage_fn		 system;	/* on system rows, or NULL */
 };
 
+/*
+ * A pipeline inside a stage: an include's file (name and when NULL), or
+ * one branch of a branch stage. The loader, preload, --check and --graph
+ * walk these without knowing which stage made them.
+ */
+struct stage_sub {
+	const char		*name;		/* a branch's name, or NULL */
+	struct when		*when;		/* a branch's selector, owned */
+	struct pipeline		*p;
+};
+
+/*
+ * A stage item is the stage key and its arguments, with beside it:
+ *	name: TEXT	names the stage for pretty, --check, -v, progress
+ *	when: SELECTOR	the rows it runs on (when.h); default: ok rows
+ *	serial: N	at most N of its rows at a time
+ */
 struct stage {
 	const struct stage_entry *entry;
 	const char		*name;		/* its 'name:', or NULL */
 	const struct node	*where;		/* the stage's item */
+	const struct node	*key;		/* the stage key in the item */
 	struct node		*args;		/* a mapping, or NULL */
+	struct when		*when;		/* its 'when:', or NULL */
+	int			 serial;	/* its 'serial:'; 0: none */
 	struct pipeline		*owner;
-	struct pipeline		*sub;		/* the included pipeline */
+	struct stage_sub	*subs;		/* included or branch pipelines */
+	size_t			 nsubs;
 	void			*data;		/* what prepare compiled */
 	struct rowref		*rowrefs;	/* its ${row.COLUMN}s */
 	size_t			 nrowrefs;
@@ -133,6 +155,7 @@ extern const struct stage_entry *const stage_table[];
 extern const size_t stage_count;
 
 const struct stage_entry *stage_find(const char *);
+struct stage_sub	*stage_add_sub(struct stage *, const char *);
 int			 stages_preload(struct run *, const struct pipeline *,
 			    const struct target *, size_t, struct err *);
 void			 stages_free_run(struct run *);
