@@ -12,6 +12,7 @@
 #include "pipeline.h"
 #include "search.h"
 #include "secret.h"
+#include "virt.h"
 #include "when.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
@@ -96,8 +97,60 @@ mark_used(struct overrides *ov, const char *name, size_t len)
 }
 
 /*
- * Replaces ${name} in a scalar by the param's value. ${target} and
- * ${group} stay for expand_row; $${ is a literal ${.
+ * A ${row.COLUMN} at byte off of n: allowed only in the keys of the
+ * stage being loaded that expand it per row (row_keys); noted in the
+ * stage, where it is, for pipeline_check_rows.
+ */
+static int
+row_ref(struct pipeline *p, const struct node *n, size_t off,
+    const char *name, size_t len, struct err *e)
+{
+	struct stage		*st = p->row_stage;
+	const char *const	*k;
+	struct rowref		*ref;
+	struct buf		 keys;
+	int			 col = node_col_at(n, off), ok = 0, r;
+
+	if (len == 0)
+		return err_at(e, n->file, n->line, col, "'${row.}' names no "
+		    "column; write '${row.COLUMN}', such as '${row.stdout}'");
+	if (st == NULL)
+		return err_at(e, n->file, n->line, col, "'${row.%.*s}' can "
+		    "only be used in the arguments of a stage", (int)len,
+		    name);
+	for (k = st->entry->row_keys; k != NULL && *k != NULL; k++)
+		if (strcmp(*k, p->row_key) == 0)
+			ok = 1;
+	if (!ok) {
+		buf_init(&keys);
+		for (k = st->entry->row_keys; k != NULL && *k != NULL; k++)
+			buf_printf(&keys, "%s'%s'", keys.len ? ", " : "", *k);
+		if (keys.len == 0)
+			r = err_at(e, n->file, n->line, col, "'${row.%.*s}' "
+			    "cannot be used in '%s': stage '%s' takes no row "
+			    "values (its arguments are read once, at load)",
+			    (int)len, name, p->row_key, st->entry->name);
+		else
+			r = err_at(e, n->file, n->line, col, "'${row.%.*s}' "
+			    "cannot be used in '%s' of stage '%s', which is "
+			    "read once, at load; row values go in %s",
+			    (int)len, name, p->row_key, st->entry->name,
+			    keys.data);
+		buf_free(&keys);
+		return r;
+	}
+	st->rowrefs = xgrow(st->rowrefs, st->nrowrefs, sizeof *st->rowrefs);
+	ref = &st->rowrefs[st->nrowrefs++];
+	ref->column = doc_strdup(p->doc, name, len);
+	ref->file = n->file;
+	ref->line = n->line;
+	ref->col = col;
+	return 0;
+}
+
+/*
+ * Replaces ${name} in a scalar by the param's value. ${target},
+ * ${group} and ${row.COLUMN} stay for expand_row; $${ is a literal ${.
  */
 static int
 expand_scalar(struct pipeline *p, struct node *n, struct err *e)
@@ -134,6 +187,19 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 		quote = len > 2 && strncmp(end - 2, ":q", 2) == 0;
 		if (quote)
 			len -= 2;
+		if (len >= 4 && strncmp(s + 2, "row.", 4) == 0) {
+			if (row_ref(p, n, (size_t)(s - n->str), s + 6,
+			    len - 4, e) != 0) {
+				buf_free(&b);
+				return -1;
+			}
+			/* Always one quoted word in a command: no ':q'. */
+			buf_add(&b, s, len + 2);
+			buf_addc(&b, '}');
+			s = end + 1;
+			changed |= quote;
+			continue;
+		}
 		if (row_variable(s + 2, len)) {
 			/* Target and group names are shell words already. */
 			buf_adds(&b, "${");
@@ -175,6 +241,14 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 			    node_col_at(n, (size_t)(s - n->str)), "secret "
 			    "parameter '${%s}' may only be used in the command "
 			    "of an exec stage", v->name);
+		}
+		if (!v->secret && v->value != NULL &&
+		    has_row_value(v->value)) {
+			buf_free(&b);
+			return err_at(e, n->file, n->line,
+			    node_col_at(n, (size_t)(s - n->str)), "parameter "
+			    "'${%s}' holds '${row.'; write row values in the "
+			    "stage's arguments, not in parameters", v->name);
 		}
 		/* A secret's reference is one quoted word already. */
 		if (v->secret) {
@@ -228,12 +302,19 @@ secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
 {
 	struct node	*cmd;
 	char		*s;
+	size_t		 i;
 	int		 r;
 
 	cmd = ent->secret_key != NULL ? node_get(v, ent->secret_key) : NULL;
 	p->secret_ok = cmd;
 	p->secret_used = 0;
-	r = expand_tree(p, v, e);
+	/* Each key by itself: row values are allowed in some only. */
+	r = 0;
+	for (i = 0; i < map_nkeys(v) && r == 0; i++) {
+		p->row_key = map_key(v, i)->str;
+		r = expand_tree(p, map_val(v, i), e);
+	}
+	p->row_key = NULL;
 	if (r == 0 && p->secret_used) {
 		s = xasprintf("%s%s", SECRET_PREAMBLE, cmd->str);
 		cmd->len = strlen(s);
@@ -377,9 +458,13 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 			allowed[n++] = k->name;
 		allowed[n] = NULL;
 		snprintf(what, sizeof what, "stage '%s'", ent->name);
+		p->row_stage = st;
 		if (node_check_keys(v, allowed, what, e) != 0 ||
-		    secret_expand_tree(p, ent, v, e) != 0)
+		    secret_expand_tree(p, ent, v, e) != 0) {
+			p->row_stage = NULL;
 			return -1;
+		}
+		p->row_stage = NULL;
 		for (i = 0; i < map_nkeys(v); i++) {
 			k = find_key(ent, map_key(v, i)->str);
 			if (check_arg_type(st, k, map_val(v, i), e) != 0)
@@ -724,6 +809,11 @@ load_param(struct pipeline *p, const struct node *k, const struct node *v,
 		secret = 1;
 	if (secret && val != NULL)
 		return secret_in_file(e, val, k->str);
+	if (val != NULL && has_row_value(val->str))
+		return err_at(e, val->file, val->line, node_col_at(val,
+		    (size_t)(strstr(val->str, "${row.") - val->str)),
+		    "parameter '%s' holds '${row.'; write row values in the "
+		    "stage's arguments, not in parameters", k->str);
 	if (value == NULL && val != NULL)
 		value = val->str;
 	if (value == NULL && old != NULL)
@@ -1208,7 +1298,229 @@ int
 pipeline_load(const char *path, struct overrides *ov, struct pipeline **out,
     struct err *e)
 {
-	return load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e);
+	struct columns	cols;
+	int		r;
+
+	if (load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e) != 0)
+		return -1;
+	columns_fixed(&cols, (*out)->kind);
+	r = pipeline_check_rows(*out, &cols, e);
+	columns_free(&cols);
+	if (r != 0) {
+		pipeline_free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+/* The columns every row has: what the runner fills, and a system's. */
+static const char *const fixed_columns[] = { "target", "kind", "group",
+    "status", "code", "stdout", "stderr", "duration_ms", NULL };
+
+void
+columns_fixed(struct columns *c, int kind)
+{
+	const char *const	*n;
+
+	memset(c, 0, sizeof *c);
+	for (n = fixed_columns; *n != NULL; n++)
+		columns_add(c, *n);
+	if (kind == SEL_SYSTEMS)
+		for (n = virt_columns; *n != NULL; n++)
+			columns_add(c, *n);
+}
+
+int
+columns_has(const struct columns *c, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* name must live as long as c (a stage table's, or a loaded file's). */
+void
+columns_add(struct columns *c, const char *name)
+{
+	if (columns_has(c, name))
+		return;
+	c->names = xgrow(c->names, c->n, sizeof *c->names);
+	c->names[c->n++] = name;
+}
+
+void
+columns_copy(struct columns *to, const struct columns *from)
+{
+	size_t	i;
+
+	memset(to, 0, sizeof *to);
+	for (i = 0; i < from->n; i++)
+		columns_add(to, from->names[i]);
+}
+
+void
+columns_free(struct columns *c)
+{
+	free(c->names);
+	memset(c, 0, sizeof *c);
+}
+
+static void
+add_column(void *arg, const char *name)
+{
+	columns_add(arg, name);
+}
+
+struct later {
+	const char	*want;
+	int		 found;
+};
+
+static void
+find_column(void *arg, const char *name)
+{
+	struct later	*l = arg;
+
+	if (strcmp(l->want, name) == 0)
+		l->found = 1;
+}
+
+/*
+ * The error for a column that cannot exist at stage at of p: what names
+ * the place ("'${row.x}'", "'when'"); a later stage that adds it, else
+ * the nearest name, else all the names, says what to do.
+ */
+static int
+unknown_column(const struct pipeline *p, size_t at, const char *name,
+    const char *what, int rowform, const char *file, int line, int col,
+    const struct columns *c, struct err *e)
+{
+	const struct stage	*st;
+	struct later		 l;
+	struct buf		 all;
+	const char		*near;
+	size_t			 i;
+	int			 r;
+
+	l.want = name;
+	for (i = at + 1; i < p->nstages; i++) {
+		st = &p->stages[i];
+		l.found = 0;
+		stage_columns(st, find_column, &l);
+		if (l.found)
+			return err_at(e, file, line, col, "column '%s' of %s "
+			    "does not exist yet: stage '%s' at line %d adds it, "
+			    "after this one", name, what, stage_name(st),
+			    st->where->line);
+	}
+	if ((near = closest_name(name, c->names, c->n)) != NULL)
+		return err_at(e, file, line, col, "unknown column '%s' in "
+		    "%s; did you mean '%s%s%s'?", name, what, rowform ?
+		    "${row." : "", near, rowform ? "}" : "");
+	buf_init(&all);
+	for (i = 0; i < c->n; i++)
+		buf_printf(&all, "%s%s", i ? ", " : "", c->names[i]);
+	r = err_at(e, file, line, col, "unknown column '%s' in %s; the "
+	    "columns here are %s", name, what, all.data);
+	buf_free(&all);
+	return r;
+}
+
+static int
+unknown_row_value(const struct pipeline *p, size_t at,
+    const struct rowref *ref, const struct columns *c, struct err *e)
+{
+	char	*what;
+	int	 r;
+
+	what = xasprintf("'${row.%s}'", ref->column);
+	r = unknown_column(p, at, ref->column, what, 1, ref->file, ref->line,
+	    ref->col, c, e);
+	free(what);
+	return r;
+}
+
+/* when_columns' callback: the first column of a 'when' that is not there. */
+struct when_check {
+	const struct columns	*c;
+	const char		*name;
+	const struct node	*where;
+};
+
+static void
+check_when_column(void *arg, const char *name, const struct node *where)
+{
+	struct when_check	*wc = arg;
+
+	if (wc->name == NULL && !columns_has(wc->c, name)) {
+		wc->name = name;
+		wc->where = where;
+	}
+}
+
+static int
+check_when(const struct pipeline *p, size_t at, const struct when *w,
+    const struct columns *c, struct err *e)
+{
+	struct when_check	 wc = { c, NULL, NULL };
+	const struct node	*n;
+
+	when_columns(w, check_when_column, &wc);
+	if (wc.name == NULL)
+		return 0;
+	/* At the column's own value, when the selector has one. */
+	n = wc.where;
+	if (n != NULL && n->type == NODE_MAP && node_get(n, "column") != NULL)
+		n = node_get(n, "column");
+	return unknown_column(p, at, wc.name, "'when'", 0, n->file, n->line,
+	    n->col, c, e);
+}
+
+/*
+ * Every ${row.COLUMN} names a column that can exist when its stage runs:
+ * one of c, which holds the columns at the pipeline's start, or one an
+ * earlier stage adds. A stage's sub-pipelines (an include, each branch)
+ * start with the columns at that stage, and after it come all that any
+ * of them adds. On return c holds the columns at the pipeline's end.
+ */
+int
+pipeline_check_rows(const struct pipeline *p, struct columns *c,
+    struct err *e)
+{
+	const struct stage	*st;
+	struct columns		 in, added;
+	size_t			 i, j, k;
+	int			 r = 0;
+
+	for (i = 0; i < p->nstages; i++) {
+		st = &p->stages[i];
+		if (check_when(p, i, st->when, c, e) != 0)
+			return -1;
+		for (j = 0; j < st->nrowrefs; j++)
+			if (!columns_has(c, st->rowrefs[j].column))
+				return unknown_row_value(p, i, &st->rowrefs[j],
+				    c, e);
+		memset(&added, 0, sizeof added);
+		for (j = 0; j < st->nsubs && r == 0; j++) {
+			if ((r = check_when(p, i, st->subs[j].when, c, e)) != 0)
+				break;
+			columns_copy(&in, c);
+			r = pipeline_check_rows(st->subs[j].p, &in, e);
+			for (k = 0; k < in.n; k++)
+				columns_add(&added, in.names[k]);
+			columns_free(&in);
+		}
+		for (k = 0; k < added.n; k++)
+			columns_add(c, added.names[k]);
+		columns_free(&added);
+		if (r != 0)
+			return -1;
+		stage_columns(st, add_column, c);
+	}
+	return 0;
 }
 
 /*
@@ -1274,6 +1586,7 @@ pipeline_free(struct pipeline *p)
 		}
 		free(p->stages[i].subs);
 		when_free(p->stages[i].when);
+		free(p->stages[i].rowrefs);
 	}
 	free(p->stages);
 	free(p->params);

@@ -45,6 +45,8 @@ struct pipeline {
 	size_t		 nserial;
 	struct batch_spec max_fail;	/* with serial: rows that may fail */
 	const struct node *serial_where; /* 'serial:', for messages */
+	struct stage	*row_stage;	/* whose arguments are expanded */
+	const char	*row_key;	/* ... under which key */
 };
 
 #define SEL_HOSTS	0
@@ -74,6 +76,25 @@ int	pipeline_load_sub(struct pipeline *, struct stage *,
 int	pipeline_load_inline(struct pipeline *, const struct node *,
 	    struct load_ctx *, struct pipeline **, struct err *);
 void	pipeline_free(struct pipeline *);
+
+/*
+ * The columns that can exist at a point of a pipeline, for checking its
+ * ${row.COLUMN}s: pipeline_check_rows takes those at its start (the fixed
+ * ones of columns_fixed, or those at a stage that runs sub-pipelines)
+ * and leaves those at its end. Names are not copied.
+ */
+struct columns {
+	const char	**names;
+	size_t		  n;
+};
+
+void	columns_fixed(struct columns *, int);
+void	columns_add(struct columns *, const char *);
+int	columns_has(const struct columns *, const char *);
+void	columns_copy(struct columns *, const struct columns *);
+void	columns_free(struct columns *);
+int	pipeline_check_rows(const struct pipeline *, struct columns *,
+	    struct err *);
 int	pipeline_destructive(const struct pipeline *);
 size_t	pipeline_batches(const struct pipeline *, size_t, size_t **);
 size_t	pipeline_max_fail(const struct pipeline *, size_t);

@@ -266,26 +266,42 @@ run_row_done(struct run *run, const struct row *r)
  */
 int
 run_commands(struct run *run, struct stage *st, struct table *t,
-    void (*build)(struct buf *, struct stage *, const struct row *),
+    int (*build)(struct buf *, struct stage *, const struct row *,
+    struct buf *),
     void (*after)(struct table *, struct row *))
 {
 	struct job	*jobs;
-	struct buf	 cmd, *in;
+	struct buf	 cmd, why, *in;
+	const char	*tmpl;
 	size_t		 i, n = 0;
 	int		 r, timeout;
 
 	timeout = (int)stage_int(st, "timeout", 0);
+	/*
+	 * Which secrets a command uses is read from what the author wrote,
+	 * never from the command: a row value that spells a secret's
+	 * reference must not have it sent to the host.
+	 */
+	tmpl = st->entry->secret_key != NULL ?
+	    stage_str(st, st->entry->secret_key, NULL) : NULL;
 	jobs = xcalloc(t->n, sizeof *jobs);
 	in = xcalloc(t->n, sizeof *in);
 	for (i = 0; i < t->n; i++) {
 		buf_init(&cmd);
-		build(&cmd, st, t->rows[i]);
+		buf_init(&why);
+		if (build(&cmd, st, t->rows[i], &why) != 0) {
+			run_row_refused(run, st, t->rows[i], why.data);
+			buf_free(&why);
+			buf_free(&cmd);
+			continue;
+		}
+		buf_free(&why);
 		jobs[n].row = t->rows[i];
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
 		/* Secrets go on stdin, never in the command line. */
 		buf_init(&in[n]);
-		if (secret_input(st->owner, jobs[n].command, &in[n])) {
+		if (tmpl != NULL && secret_input(st->owner, tmpl, &in[n])) {
 			jobs[n].input = in[n].data;
 			jobs[n].input_len = in[n].len;
 		}
@@ -303,4 +319,22 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 	free(in);
 	free(jobs);
 	return r;
+}
+
+/*
+ * A row the stage could not run on, because of one of its row values:
+ * it fails with the reason, and nothing ran for it.
+ */
+void
+run_row_refused(struct run *run, const struct stage *st, struct row *r,
+    const char *why)
+{
+	struct job	 j = { .row = r, .run = run };
+	char		*msg;
+
+	msg = xasprintf("%s: %s", stage_name(st), why != NULL ? why :
+	    "row value refused");
+	job_end(&j, END_NOT_RUN, -1, msg);
+	job_done(&j);
+	free(msg);
 }

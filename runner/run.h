@@ -58,8 +58,11 @@ int	run_batches(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
 void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,
-	    void (*)(struct buf *, struct stage *, const struct row *),
+	    int (*)(struct buf *, struct stage *, const struct row *,
+	    struct buf *),
 	    void (*)(struct table *, struct row *));
+void	run_row_refused(struct run *, const struct stage *, struct row *,
+	    const char *);
 void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 

@@ -406,11 +406,27 @@ target_dir_ok(const char *s)
 static int
 plan_row(struct fetch_row *fr, struct stage *st, struct row *r)
 {
+	struct buf	why;
+	int		bad;
+
 	buf_init(&fr->src);
 	buf_init(&fr->dir);
 	buf_init(&fr->name);
-	expand_row(&fr->src, stage_str(st, "src", ""), r);
-	expand_row(&fr->dir, stage_str(st, "dest", ""), r);
+	buf_init(&why);
+	/*
+	 * src is quoted whole in the host's command: row values go in as
+	 * they are; dest is a path here: a row value is one file name.
+	 */
+	bad = expand_row(&fr->src, stage_str(st, "src", ""), r, EXPAND_TEXT,
+	    &why) != 0 || expand_row(&fr->dir, stage_str(st, "dest", ""), r,
+	    EXPAND_PATH, &why) != 0;
+	if (bad) {
+		row_fail(r, "%s", why.data != NULL ? why.data : "bad row value");
+		buf_free(&why);
+		fetch_row_free(fr);
+		return -1;
+	}
+	buf_free(&why);
 	buf_addc(&fr->src, '\0');	/* data is never NULL */
 	fr->src.len--;
 	buf_addc(&fr->dir, '\0');
@@ -475,12 +491,15 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 	return ret;
 }
 
+static const char *const fetch_row_keys[] = { "src", "dest", NULL };
+
 const struct stage_entry stage_fetch_entry = {
 	.name = "fetch",
 	.usage = "fetch: { src: PATH, dest: DIR, timeout: SECONDS }",
 	.summary = "download a file from each host to DIR/TARGET/",
 	.keys = fetch_keys,
 	.columns = fetch_columns,
+	.row_keys = fetch_row_keys,
 	.flags = STAGE_REMOTE,
 	.prepare = fetch_prepare,
 	.host = fetch_host,

@@ -75,6 +75,8 @@ struct stage_entry {
 	const struct stage_key	*keys;
 	const char *const	*columns;	/* it adds; ends with NULL */
 	const char		*secret_key;	/* may use secret params */
+	/* The keys whose strings expand ${row.COLUMN}; ends with NULL. */
+	const char *const	*row_keys;
 	int			 flags;
 	/*
 	 * Columns that depend on the stage's arguments (an include's come
@@ -135,6 +137,29 @@ struct stage {
 	struct stage_sub	*subs;		/* included or branch pipelines */
 	size_t			 nsubs;
 	void			*data;		/* what prepare compiled */
+	struct rowref		*rowrefs;	/* its ${row.COLUMN}s */
+	size_t			 nrowrefs;
+};
+
+/* A ${row.COLUMN} in a stage's arguments, where the file has it. */
+struct rowref {
+	const char	*column;
+	const char	*file;
+	int		 line;
+	int		 col;
+};
+
+/*
+ * How expand_row inserts a ${row.COLUMN} value (a trailing newline
+ * dropped): as it is (into an argument that is quoted whole later), as
+ * one shell-quoted word (into a shell command), or as one component of a
+ * path on this machine (no '/', not '.', '..' or empty: a host must not
+ * choose which local file is read or written).
+ */
+enum expand_mode {
+	EXPAND_TEXT,
+	EXPAND_SHELL,
+	EXPAND_PATH
 };
 
 extern const struct stage_entry *const stage_table[];
@@ -155,8 +180,9 @@ const char		*stage_str(const struct stage *, const char *,
 long long		 stage_int(const struct stage *, const char *,
 			    long long);
 int			 stage_bool(const struct stage *, const char *, int);
-void			 expand_row(struct buf *, const char *,
-			    const struct row *);
+int			 expand_row(struct buf *, const char *,
+			    const struct row *, enum expand_mode, struct buf *);
+int			 has_row_value(const char *);
 void			 stage_describe(struct buf *, const struct stage *);
 const char		*stage_name(const struct stage *);
 

@@ -115,6 +115,23 @@ test_expect_success 'load errors free what they loaded' '
 	test_grep "bad regex" err
 '
 
+test_expect_success 'row values: copy and json per row, a refused row, a load error' '
+	mkdir -p files rv && echo one >files/a &&
+	cat >rv.yaml <<-EOF &&
+	hosts: here
+	stages:
+	  - exec: "case \${target} in a) echo a;; b) echo ../x;; esac"
+	  - copy: { src: "files/\${row.stdout}", dest: "$TRASH/rv/\${row.target}" }
+	  - exec: "echo \${row.sha256} \${row.stdout}"
+	  - json: { file: "$TRASH/rv/\${row.target}.json" }
+	EOF
+	test_exit 1 vg rv.yaml >out 2>err &&
+	cmp files/a rv/a &&
+	printf "hosts: here\nstages:\n  - exec: echo \${row.stdot}\n" >bad4.yaml &&
+	test_exit 2 vg bad4.yaml 2>err &&
+	test_grep "did you mean" err
+'
+
 test_expect_success 'secrets: a masked run, --set-file and a missing value' '
 	printf "hosts: here\nparams:\n  t: { secret: true, env: T0900_T }\nstages:\n  - exec: echo \${t}\n  - pretty\n" >s.yaml &&
 	T0900_T=value-0900 vg -v -v s.yaml >out 2>err &&

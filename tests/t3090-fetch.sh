@@ -196,4 +196,31 @@ test_expect_success 'pipelines/fetch.yaml on ssh and local rows' '
 	done
 '
 
+test_expect_success 'a row value in dest is one file name: "../.." from a host fails its row, writes nothing' '
+	printf one >src/l1.bin && printf two >src/l2.bin &&
+	pipeline prv.yaml here \
+	    "exec: \"case \${target} in l1) echo ../../esc-t3090;; *) echo sub;; esac\"" \
+	    "fetch: { src: \"$TRASH/src/\${target}.bin\", dest: \"rv/\${row.stdout}\" }" &&
+	test_exit 1 reops_run --json -l l1,l2 prv.yaml >out &&
+	python3 - out <<-\EOF &&
+	import json, sys
+	rows = {r["target"]: r for r in map(json.loads, open(sys.argv[1]))}
+	assert rows["l1"]["status"] == "failed", rows["l1"]
+	assert "${row.stdout}" in rows["l1"]["stderr"], rows["l1"]["stderr"]
+	assert rows["l2"]["status"] == "ok", rows["l2"]
+	EOF
+	test ! -e esc-t3090 &&
+	test ! -e ../esc-t3090 &&
+	test_cmp src/l2.bin rv/sub/l2/l2.bin
+'
+
+test_expect_success 'when: failed fetches from the rows an earlier stage failed' '
+	pipeline pwf.yaml here \
+	    "exec: \"test \${target} = l3\"" \
+	    "{ fetch: { src: \"$TRASH/src/\${target}.bin\", dest: wf }, when: failed }" &&
+	test_exit 1 reops_run --json pwf.yaml >out &&
+	test -f wf/l1/l1.bin && test -f wf/l2/l2.bin &&
+	test ! -e wf/l3
+'
+
 ssh_done
