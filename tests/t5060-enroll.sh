@@ -1,0 +1,272 @@
+#!/bin/bash
+# t5060: enroll over ssh on the loopback sshd test hosts. The hosts are
+# this machine, so each host's agent is a reops-agent listening on
+# 127.0.0.N:PORT (one free port for this run), its files under this
+# test's directory. The test hosts log in as root with no systemd
+# running, so the agents start detached with a pid file: the systemd
+# path is not exercised here. Every agent started is stopped at the end,
+# by the pid in its own pid file.
+. "$SRCDIR/tests/test-lib.sh"
+. "$SRCDIR/tests/lib-ssh.sh"
+
+AGENT_CLIENT=$BUILDDIR/tests/agent-client-test
+R=$TRASH/remote		# the hosts' files: R/hN/bin, R/hN/agent
+
+# The agents by their pid files, each only while it is a reops-agent.
+stop_agents () {
+	local pid
+	[ -d "$R" ] || return 0
+	for pid in $(find "$R" -name agent.pid -exec cat {} +); do
+		case $(readlink "/proc/$pid/exe" 2>/dev/null) in
+		*/reops-agent|*"/reops-agent (deleted)")
+			kill -TERM "$pid" 2>/dev/null ;;
+		esac
+	done
+	return 0
+}
+trap 'stop_agents; sshd_stop "$SSHD_DIR"' EXIT
+
+ssh_hosts 3
+H1=$(sshd_host_addr 1)
+H2=$(sshd_host_addr 2)
+H3=$(sshd_host_addr 3)
+
+# A port free on the three addresses, from this run's pid; 40000-59999
+# stays clear of the sshd test ports.
+PORT=
+for i in $(seq 0 19); do
+	p=$(( 40000 + ($$ * 7919 + i * 104729) % 20000 ))
+	if [ -z "$(ss -H -l -t -n "sport = :$p" 2>/dev/null)" ]; then
+		PORT=$p
+		break
+	fi
+done
+[ -n "$PORT" ] || { echo "Bail out! no free port"; exit 99; }
+
+mkdir -p hosts.d
+{
+	ssh_group fleet h1 h2 -- \
+	    "agent: { port: $PORT, known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/"
+	ssh_group down h3 -- \
+	    "agent: { port: $PORT, known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/" -e 1d
+} >hosts.d/fleet.yaml
+
+# Where systemd runs, auto would pick it; this test is of the other way.
+START=
+[ -d /run/systemd/system ] && START=", start: detached"
+pipeline enroll.yaml fleet \
+    "enroll: { path: \"$R/\${target}/bin/reops-agent\", dir: \"$R/\${target}/agent\"$START }"
+
+# agent_of hN: that host's agent's pid, if it runs.
+pid_of () {
+	cat "$R/$1/agent/agent.pid"
+}
+
+# alive PID: it runs (PID 1 here reaps lazily: a zombie is gone).
+alive () {
+	kill -0 "$1" 2>/dev/null &&
+	test "$(sed -e "s/^.*) //" -e "s/ .*//" "/proc/$1/stat" 2>/dev/null)" != Z
+}
+
+# wait_gone PID: 10 s at most, then says what is left.
+wait_gone () {
+	local i=0
+	while alive "$1" && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	alive "$1" || return 0
+	echo "process $1 still runs:" >&2
+	ps -o pid=,stat=,args= -p "$1" >&2
+	return 1
+}
+
+# The state a second run must leave as it was (the agents' logs aside:
+# they log each ping).
+snapshot () {
+	(cd "$TRASH" && stat -c '%n %s %Y %a' known_agents .config/reops/agent.key \
+	    .config/reops/agent.key.pub remote/*/bin/reops-agent \
+	    remote/*/agent/* && sha256sum known_agents remote/*/agent/*) |
+	    grep -v "agent\.log"
+}
+
+test_expect_success 'enroll: two hosts, their agents started and pinned' '
+	reops_run --json enroll.yaml >out 2>err &&
+	json_get status out >got && printf "ok\nok\n" >want &&
+	test_cmp want got &&
+	json_get changed out | sort -u >got && echo true >want &&
+	test_cmp want got &&
+	json_get service out | sort -u >got && echo detached >want &&
+	test_cmp want got &&
+	json_get endpoint out >got &&
+	printf "tcp://%s:%s\n" "$H1" "$PORT" "$H2" "$PORT" >want &&
+	test_cmp want got &&
+	for h in h1 h2; do
+		cmp "$BUILDDIR/reops-agent" "$R/$h/bin/reops-agent" &&
+		test "$(stat -c %a "$R/$h/bin/reops-agent")" = 755 &&
+		test "$(stat -c %a "$R/$h/agent/agent.key")" = 600 &&
+		test "$(readlink /proc/$(pid_of $h)/exe)" = \
+		    "$R/$h/bin/reops-agent" || return 1
+	done &&
+	json_get agent_pid out >got &&
+	{ pid_of h1 && pid_of h2; } >want &&
+	test_cmp want got
+'
+
+test_expect_success 'the runner key was made, 0600, its .pub beside it' '
+	test "$(stat -c %a .config/reops/agent.key)" = 600 &&
+	test_grep "^[]0-9A-Za-z.:+=^!/*?&<>()@$%{}#[-]{40}$" \
+	    .config/reops/agent.key.pub
+'
+
+test_expect_success 'the known-agents file pins both agents, as their .pub say' '
+	printf "%s:%s %s\n" "$H1" "$PORT" "$(cat "$R/h1/agent/agent.key.pub")" \
+	    "$H2" "$PORT" "$(cat "$R/h2/agent/agent.key.pub")" >want &&
+	test_cmp want known_agents &&
+	json_get agent_key out >got &&
+	cat "$R/h1/agent/agent.key.pub" "$R/h2/agent/agent.key.pub" >want &&
+	test_cmp want got
+'
+
+test_expect_success 'each agent authorizes the runner key, once' '
+	k=$(cat .config/reops/agent.key.pub) &&
+	for h in h1 h2; do
+		test "$(grep -c -F -- "$k" "$R/$h/agent/authorized")" = 1 ||
+		return 1
+	done
+'
+
+test_expect_success 'the agents answer a request with the runner key' '
+	for h in h1 h2; do
+		a=$(sshd_host_addr ${h#h}) &&
+		"$AGENT_CLIENT" -s "$R/$h/agent/agent.key.pub" \
+		    -k .config/reops/agent.key "tcp://$a:$PORT" \
+		    exec "echo answered by $h" >got &&
+		echo "answered by $h" >want &&
+		test_cmp want got || return 1
+	done
+'
+
+test_expect_success 'a second run changes nothing, and says so' '
+	snapshot >before &&
+	reops_run --json enroll.yaml >out2 2>err &&
+	json_get status out2 >got && printf "ok\nok\n" >want &&
+	test_cmp want got &&
+	json_get changed out2 | sort -u >got && echo false >want &&
+	test_cmp want got &&
+	json_get stdout out2 | sort -u >got && echo >want &&
+	test_cmp want got &&
+	json_get agent_pid out >want && json_get agent_pid out2 >got &&
+	test_cmp want got &&
+	snapshot >after &&
+	test_cmp before after
+'
+
+test_expect_success 'an agent that died is started again, its key kept' '
+	old=$(pid_of h2) &&
+	kill -TERM "$old" && wait_gone "$old" &&
+	cp known_agents known_agents.before &&
+	reops_run --json enroll.yaml >out3 2>err &&
+	json_get changed out3 >got && printf "false\ntrue\n" >want &&
+	test_cmp want got &&
+	json_get stdout out3 | grep -x "started the agent" &&
+	test "$(pid_of h2)" != "$old" &&
+	alive "$(pid_of h2)" &&
+	test_cmp known_agents.before known_agents
+'
+
+test_expect_success 'a new binary replaces the old and restarts its agent' '
+	old=$(pid_of h1) &&
+	printf "#!/bin/sh\nexit 1\n" >new &&
+	chmod 755 new && mv -f new "$R/h1/bin/reops-agent" &&
+	reops_run --json -l h1 enroll.yaml >out4 2>err &&
+	json_get status out4 >got && echo ok >want && test_cmp want got &&
+	json_get stdout out4 >got &&
+	printf "%s\n" "copied $BUILDDIR/reops-agent to $R/h1/bin/reops-agent" \
+	    "restarted the agent" >want &&
+	test_cmp want got &&
+	cmp "$BUILDDIR/reops-agent" "$R/h1/bin/reops-agent" &&
+	test "$(pid_of h1)" != "$old" &&
+	alive "$(pid_of h1)" && wait_gone "$old"
+'
+
+test_expect_success 'another key pinned for a host fails its row, the file stays' '
+	"$BUILDDIR/reops-agent" --keygen other >/dev/null &&
+	sed -i -e "2s/ .*/ $(sed -e "s/[&/\\]/\\\\&/g" other.pub)/" known_agents &&
+	cp known_agents known_agents.before &&
+	test_exit 1 reops_run --json enroll.yaml >out5 2>err &&
+	json_get status out5 >got && printf "ok\nfailed\n" >want &&
+	test_cmp want got &&
+	json_get stderr out5 >got &&
+	test_grep "^reops-run: enroll: $TRASH/known_agents:2:1: .$H2. port $PORT is pinned to another agent key" got &&
+	test_cmp known_agents.before known_agents
+'
+
+test_expect_success 'a host whose ssh fails is unreachable, nothing pinned' '
+	sshd_stop_host "$SSHD_DIR" 3 &&
+	pipeline down.yaml down \
+	    "enroll: { path: \"$R/h3/bin/reops-agent\", dir: \"$R/h3/agent\"$START }" &&
+	test_exit 3 reops_run --json down.yaml >out6 2>err &&
+	json_get status out6 >got && echo unreachable >want &&
+	test_cmp want got &&
+	! grep -q "^$H3" known_agents &&
+	test ! -e "$R/h3"
+'
+
+test_expect_success 'values are data on the host: quotes, spaces, $(...)' '
+	d="$R/h1/it'\''s \$(touch pwned) \`touch pwned2\`" &&
+	mkdir -p odd.d &&
+	ssh_group odd h1 -- \
+	    "agent: { port: $((PORT + 1)), known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/" >odd.d/odd.yaml &&
+	pipeline odd.yaml odd \
+	    "enroll: { path: \"$d/bin/reops-agent\", dir: \"$d/agent\", listen: \"tcp://$H1:$((PORT + 1))\", wait: 20$START }" &&
+	reops_run -i odd.d --json odd.yaml >out7 2>err &&
+	json_get status out7 >got && echo ok >want && test_cmp want got &&
+	test -f "$d/agent/agent.key" && test -s "$d/agent/agent.pid" &&
+	! test -e pwned && ! test -e "$R/h1/pwned" && ! test -e /root/pwned &&
+	! test -e pwned2 && ! test -e /root/pwned2
+'
+
+test_expect_success 'bad arguments stop the run before it starts' '
+	pipeline bad.yaml fleet "enroll: { start: cron }" &&
+	test_exit 2 reops_run bad.yaml 2>err &&
+	test_grep "^bad.yaml:3:22: .start. of stage .enroll. must be auto, systemd or detached, not .cron.$" err &&
+	pipeline bad2.yaml fleet "enroll: { binary: nothere }" &&
+	test_exit 2 reops_run bad2.yaml 2>err &&
+	test_grep "^bad2.yaml:3:23: unable to open .nothere." err
+'
+
+test_expect_success 'pipelines/enroll.yaml on the test hosts, twice' '
+	sed -e "s/^  fleet:/  agents:/" hosts.d/fleet.yaml >agents.yaml &&
+	mkdir -p inv && mv agents.yaml inv/ &&
+	sed -i -e "/^  down:/,\$d" inv/agents.yaml &&
+	echo "h1 $H1:$PORT" >/dev/null &&
+	rm -f known_agents &&
+	reops_run -i inv --check "$SRCDIR/pipelines/enroll.yaml" >plan &&
+	test_grep "enroll" plan &&
+	reops_run -i inv --json --set dir="$R/\${target}/agent" \
+	    --set path="$R/\${target}/bin/reops-agent" \
+	    "$SRCDIR/pipelines/enroll.yaml" >out8 2>err &&
+	json_get status out8 >got && printf "ok\nok\n" >want &&
+	test_cmp want got &&
+	test "$(wc -l <known_agents)" = 2 &&
+	reops_run -i inv --json --set dir="$R/\${target}/agent" \
+	    --set path="$R/\${target}/bin/reops-agent" \
+	    "$SRCDIR/pipelines/enroll.yaml" >out9 2>err &&
+	json_get changed out9 | sort -u >got && echo false >want &&
+	test_cmp want got
+'
+
+test_expect_success 'every agent started here stops' '
+	pids=$(find "$R" -name agent.pid -exec cat {} +) &&
+	test "$(echo $pids | wc -w)" = 3 &&
+	stop_agents &&
+	for p in $pids; do
+		wait_gone "$p" || return 1
+	done
+'
+
+ssh_done
