@@ -115,6 +115,21 @@ test_expect_success 'enroll: two hosts, their agents started and pinned' '
 	test_cmp want got
 '
 
+test_expect_success 'the columns are the fixed ones and those enroll declares' '
+	reops_run --list-stages=json >stages.json &&
+	python3 - stages.json out <<-\EOF
+	import json, sys
+	decl = [s["columns"] for s in json.load(open(sys.argv[1]))
+	    if s["name"] == "enroll"][0]
+	want = ["target", "pipeline", "kind", "group", "status", "code",
+	    "stdout", "stderr", "duration_ms"] + decl
+	for line in open(sys.argv[2]):
+	    got = list(json.loads(line))
+	    if got != want:
+	        sys.exit("columns %s, expected %s" % (got, want))
+	EOF
+'
+
 test_expect_success 'the runner key was made, 0600, its .pub beside it' '
 	test "$(stat -c %a .config/reops/agent.key)" = 600 &&
 	test_grep "^[]0-9A-Za-z.:+=^!/*?&<>()@$%{}#[-]{40}$" \
