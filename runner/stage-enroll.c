@@ -588,6 +588,32 @@ runner_comment(void)
 	return xasprintf("reops-run@%s", host);
 }
 
+/* What the setup script's words for its changes mean, for stdout. */
+static const char *
+change_text(const char *word)
+{
+	static const struct {
+		const char	*word;
+		const char	*text;
+	} texts[] = {
+		{ "dir", "made the agent's directory" },
+		{ "key", "made the agent's key" },
+		{ "authorized", "authorized this runner's key" },
+		{ "unit", "wrote the systemd unit" },
+		{ "enabled", "enabled the systemd unit" },
+		{ "linger", "enabled lingering for the user" },
+		{ "started", "started the agent" },
+		{ "restarted", "restarted the agent" },
+		{ "reloaded", "reloaded the agent's authorized keys" },
+	};
+	size_t	i;
+
+	for (i = 0; i < nitems(texts); i++)
+		if (strcmp(texts[i].word, word) == 0)
+			return texts[i].text;
+	return word;
+}
+
 /* Step 3: key, authorized runner, agent started; its key read back. */
 static int
 step_setup(struct run *run, struct stage *st, struct enroll *en,
@@ -654,14 +680,8 @@ step_setup(struct run *run, struct stage *st, struct enroll *en,
 				if ((next = strchr(w, ' ')) != NULL)
 					*next++ = '\0';
 				if (*w != '\0')
-					buf_printf(&h->changes, "%s%s\n", w,
-					    strcmp(w, "started") == 0 ||
-					    strcmp(w, "restarted") == 0 ?
-					    " the agent" :
-					    strcmp(w, "key") == 0 ?
-					    " made in the agent's directory" :
-					    strcmp(w, "authorized") == 0 ?
-					    " this runner's key" : "");
+					buf_printf(&h->changes, "%s\n",
+					    change_text(w));
 			}
 			free(v);
 		}
