@@ -249,7 +249,7 @@ default_binary(void)
 static int
 enroll_prepare(struct stage *st, struct err *e)
 {
-	const struct node	*bin, *start;
+	const struct node	*bin, *start, *wait;
 	struct enroll		*en;
 	struct err		 why;
 	char			*base;
@@ -267,6 +267,10 @@ enroll_prepare(struct stage *st, struct err *e)
 			    start->str);
 		en->start = start->str;
 	}
+	if ((wait = stage_arg(st, "wait")) != NULL &&
+	    (stage_int(st, "wait", 0) < 1 || stage_int(st, "wait", 0) > 3600))
+		return node_err(e, wait, "'wait' of stage 'enroll' must be "
+		    "from 1 to 3600 seconds, not '%s'", wait->str);
 	if ((bin = stage_arg(st, "binary")) != NULL) {
 		/* A relative binary is beside the pipeline file. */
 		base = path_dir(st->owner != NULL ? st->owner->file : NULL);

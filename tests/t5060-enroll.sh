@@ -251,7 +251,10 @@ test_expect_success 'bad arguments stop the run before it starts' '
 	test_grep "^bad.yaml:3:22: .start. of stage .enroll. must be auto, systemd or detached, not .cron.$" err &&
 	pipeline bad2.yaml fleet "enroll: { binary: nothere }" &&
 	test_exit 2 reops_run bad2.yaml 2>err &&
-	test_grep "^bad2.yaml:3:23: unable to open .nothere." err
+	test_grep "^bad2.yaml:3:23: unable to open .nothere." err &&
+	pipeline bad3.yaml fleet "enroll: { wait: 0 }" &&
+	test_exit 2 reops_run bad3.yaml 2>err &&
+	test_grep "^bad3.yaml:3:21: .wait. of stage .enroll. must be from 1 to 3600 seconds, not .0.$" err
 '
 
 test_expect_success 'pipelines/enroll.yaml on the test hosts, twice' '
