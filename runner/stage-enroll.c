@@ -38,6 +38,7 @@
 
 #define ENROLL_BINARY_MAX	((size_t)256 << 20)
 #define ENROLL_WAIT_DEFAULT	10	/* seconds for the agent to answer */
+#define PING_RETRY_MS		100	/* after the agent refused our key */
 
 static const struct stage_key enroll_keys[] = {
 	{ "binary", ARG_STRING, 0 },
@@ -75,6 +76,8 @@ struct enrollee {
 	const struct agent_keys	*keys;	/* the runner's */
 	struct agent_client	*client;
 	int		 answered;
+	long long	 retry_at;	/* a refused ping, tried again then */
+	char		 why[sizeof ((struct err *)0)->msg]; /* a refusal */
 	struct buf	 changes;	/* what this run changed, a line each */
 	long long	 start;
 };
@@ -703,6 +706,64 @@ step_setup(struct run *run, struct stage *st, struct enroll *en,
 	return ret;
 }
 
+/* Connects to h's agent and sends it a ping: 0, or -1 with e set. */
+static int
+ping_open(void *ctx, struct enrollee *h, struct err *e)
+{
+	struct agent_client_opt	opt = { 0 };
+	struct agent_keys	k;
+	int			r = -1;
+
+	k = *h->keys;
+	memcpy(k.server_public, h->key, sizeof k.server_public);
+	if ((h->client = agent_client_open(ctx, h->endpoint, &k, &opt,
+	    e)) != NULL && (r = agent_client_send(h->client, FRAME_PING, 1,
+	    NULL, 0, NULL, 0, e)) == -1) {
+		agent_client_close(h->client);
+		h->client = NULL;
+	}
+	explicit_bzero(&k, sizeof k);
+	return r;
+}
+
+/*
+ * Reads what h's agent sent: 1 once h is done (answered, or failed),
+ * 0 while it is not. A refusal of the runner's key is tried again until
+ * the deadline, as an agent told to re-read its authorized file (SIGHUP,
+ * systemctl reload) does so a moment later.
+ */
+static int
+ping_read(struct enrollee *h, long long deadline)
+{
+	struct agent_reply	reply;
+	struct err		e;
+	int			r;
+
+	while ((r = agent_client_recv(h->client, &reply, &e)) == 1) {
+		if (reply.f.id == 1 && reply.f.type == FRAME_RESULT)
+			h->answered = 1;
+		else if (reply.f.id == 1 && reply.f.type == FRAME_ERROR)
+			fail(h, "the agent at '%s' refused a ping: %.*s",
+			    h->endpoint, (int)reply.f.b[0].len,
+			    (const char *)reply.f.b[0].p);
+		agent_reply_free(&reply);
+		if (h->answered || h->row->status != ST_OK)
+			return 1;
+	}
+	if (r == 0)
+		return 0;
+	if (agent_client_failure(h->client) == AGENT_EAUTH &&
+	    now_ms() + PING_RETRY_MS < deadline) {
+		agent_client_close(h->client);
+		h->client = NULL;
+		h->retry_at = now_ms() + PING_RETRY_MS;
+		snprintf(h->why, sizeof h->why, "%s", e.msg);
+		return 0;
+	}
+	fail(h, "%s", e.msg);
+	return 1;
+}
+
 /*
  * Step 4: each agent answers a ping, to the key read back and with the
  * runner's key, before wait seconds have passed.
@@ -710,15 +771,11 @@ step_setup(struct run *run, struct stage *st, struct enroll *en,
 static void
 step_wait(struct enrollee *hs, size_t n, int wait_s)
 {
-	struct agent_client_opt	 opt = { 0 };
-	struct agent_reply	 reply;
-	struct agent_keys	 k;
-	zmq_pollitem_t		*items;
-	struct err		 e;
-	long long		 deadline, wait_ms;
-	size_t			 i, m, left = 0;
-	void			*ctx;
-	int			 r;
+	zmq_pollitem_t	*items;
+	struct err	 e;
+	long long	 deadline, wait_ms;
+	size_t		 i, m, left = 0;
+	void		*ctx;
 
 	if ((ctx = zmq_ctx_new()) == NULL) {
 		for (i = 0; i < n; i++)
@@ -728,47 +785,34 @@ step_wait(struct enrollee *hs, size_t n, int wait_s)
 		return;
 	}
 	items = xcalloc(2 * n, sizeof *items);
+	deadline = now_ms() + (long long)wait_s * 1000;
 	for (i = 0; i < n; i++) {
 		if (hs[i].row->status != ST_OK)
 			continue;
-		k = *hs[i].keys;
-		memcpy(k.server_public, hs[i].key, sizeof k.server_public);
-		if ((hs[i].client = agent_client_open(ctx, hs[i].endpoint, &k,
-		    &opt, &e)) == NULL ||
-		    agent_client_send(hs[i].client, FRAME_PING, 1, NULL, 0,
-		    NULL, 0, &e) == -1) {
+		if (ping_open(ctx, &hs[i], &e) == -1)
 			fail(&hs[i], "%s", e.msg);
-			continue;
-		}
-		left++;
+		else
+			left++;
 	}
-	explicit_bzero(&k, sizeof k);
-	deadline = now_ms() + (long long)wait_s * 1000;
 	while (left > 0 && !run_interrupted) {
+		wait_ms = deadline - now_ms();
+		if (wait_ms > 200)
+			wait_ms = 200;
 		for (i = 0; i < n; i++) {
-			if (hs[i].client == NULL || hs[i].answered ||
-			    hs[i].row->status != ST_OK)
-				continue;
-			while ((r = agent_client_recv(hs[i].client, &reply,
-			    &e)) == 1) {
-				if (reply.f.id == 1 &&
-				    reply.f.type == FRAME_RESULT)
-					hs[i].answered = 1;
-				else if (reply.f.id == 1 &&
-				    reply.f.type == FRAME_ERROR)
-					fail(&hs[i], "the agent at '%s' "
-					    "refused a ping: %.*s",
-					    hs[i].endpoint,
-					    (int)reply.f.b[0].len,
-					    (const char *)reply.f.b[0].p);
-				agent_reply_free(&reply);
-				if (hs[i].answered ||
-				    hs[i].row->status != ST_OK)
-					break;
-			}
-			if (r == -1)
-				fail(&hs[i], "%s", e.msg);
 			if (hs[i].answered || hs[i].row->status != ST_OK)
+				continue;
+			if (hs[i].client == NULL && now_ms() >= hs[i].retry_at &&
+			    ping_open(ctx, &hs[i], &e) == -1) {
+				fail(&hs[i], "%s", e.msg);
+				left--;
+				continue;
+			}
+			if (hs[i].client == NULL) {
+				if (hs[i].retry_at - now_ms() < wait_ms)
+					wait_ms = hs[i].retry_at - now_ms();
+				continue;
+			}
+			if (ping_read(&hs[i], deadline))
 				left--;
 		}
 		if (left == 0 || now_ms() >= deadline)
@@ -780,19 +824,18 @@ step_wait(struct enrollee *hs, size_t n, int wait_s)
 				    &items[m]);
 				m += 2;
 			}
-		wait_ms = deadline - now_ms();
-		(void)zmq_poll(items, (int)m, wait_ms > 200 ? 200 :
-		    (long)wait_ms);
+		(void)zmq_poll(items, (int)m, wait_ms > 0 ? (long)wait_ms : 0);
 	}
 	for (i = 0; i < n; i++) {
-		if (hs[i].client != NULL && !hs[i].answered &&
-		    hs[i].row->status == ST_OK) {
+		if (!hs[i].answered && hs[i].row->status == ST_OK) {
 			if (run_interrupted) {
 				hs[i].row->status = ST_FAILED;
 				hs[i].row->code = CODE_INTERRUPTED;
 				buf_adds(&hs[i].row->err,
 				    "reops-run: interrupted\n");
-			} else
+			} else if (hs[i].client == NULL && hs[i].why[0] != '\0')
+				fail(&hs[i], "%s", hs[i].why);
+			else
 				fail(&hs[i], "the agent did not answer at "
 				    "'%s' within %ds (its log on the host: "
 				    "%s/agent.log, or the journal)",

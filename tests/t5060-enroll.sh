@@ -207,6 +207,45 @@ test_expect_success 'a new binary replaces the old and restarts its agent' '
 	alive "$(pid_of h1)" && wait_gone "$old"
 '
 
+test_expect_success 'a second runner key: authorized, the agent reloaded, not restarted' '
+	old=$(pid_of h1) &&
+	mkdir -p second.d &&
+	ssh_group second h1 -- \
+	    "agent: { port: $PORT, key: $TRASH/runner2.key, known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/" >second.d/second.yaml &&
+	pipeline second.yaml second \
+	    "enroll: { path: \"$R/h1/bin/reops-agent\", dir: \"$R/h1/agent\"$START }" &&
+	cp known_agents known_agents.before &&
+	reops_run -i second.d --json second.yaml >out10 2>err &&
+	json_get stdout out10 >got &&
+	printf "%s\n" "made this runner'\''s key $TRASH/runner2.key" \
+	    "authorized this runner'\''s key" \
+	    "reloaded the agent'\''s authorized keys" >want &&
+	test_cmp want got &&
+	test "$(pid_of h1)" = "$old" &&
+	test "$(grep -c . "$R/h1/agent/authorized")" = 2 &&
+	"$AGENT_CLIENT" -s "$R/h1/agent/agent.key.pub" -k runner2.key \
+	    "tcp://$H1:$PORT" exec "echo second runner" >got &&
+	echo "second runner" >want && test_cmp want got &&
+	test_cmp known_agents.before known_agents
+'
+
+test_expect_success 'an agent that keeps refusing the runner key: failed, with the reason' '
+	old=$(pid_of h1) &&
+	echo "not-a-key" >>"$R/h1/agent/authorized" &&
+	sed -e "s/runner2\.key/runner3.key/" second.d/second.yaml >third.yaml &&
+	mkdir -p third.d && mv third.yaml third.d/ &&
+	pipeline third.yaml second \
+	    "enroll: { path: \"$R/h1/bin/reops-agent\", dir: \"$R/h1/agent\", wait: 2$START }" &&
+	test_exit 1 reops_run -i third.d --json third.yaml >out11 2>err &&
+	json_get stderr out11 >got &&
+	test_grep "^reops-run: enroll: the agent at .tcp://$H1:$PORT. refused this runner.s key" got &&
+	test "$(pid_of h1)" = "$old" &&
+	test_grep "SIGHUP: keeping the old keys" "$R/h1/agent/agent.log" &&
+	sed -i -e "/^not-a-key\$/d" "$R/h1/agent/authorized" &&
+	kill -HUP "$old"
+'
+
 test_expect_success 'another key pinned for a host fails its row, the file stays' '
 	"$BUILDDIR/reops-agent" --keygen other >/dev/null &&
 	sed -i -e "2s/ .*/ $(sed -e "s/[&/\\]/\\\\&/g" other.pub)/" known_agents &&
