@@ -1,5 +1,8 @@
 #!/bin/bash
-# t5060: enroll over ssh on the loopback sshd test hosts. The hosts are
+# t5060: enroll over ssh on the loopback sshd test hosts: agents
+# installed, started and pinned; a second run that changes nothing; a dead
+# agent, a new binary, a second runner key; a refused key, another key
+# pinned, a host ssh cannot reach, a proxy-jump; hostile paths. The hosts are
 # this machine, so each host's agent is a reops-agent listening on
 # 127.0.0.N:PORT (one free port for this run), its files under this
 # test's directory. The test hosts log in as root with no systemd
@@ -26,10 +29,11 @@ stop_agents () {
 }
 trap 'stop_agents; sshd_stop "$SSHD_DIR"' EXIT
 
-ssh_hosts 3
+ssh_hosts 4
 H1=$(sshd_host_addr 1)
 H2=$(sshd_host_addr 2)
 H3=$(sshd_host_addr 3)
+H4=$(sshd_host_addr 4)
 
 # A port free on the three addresses, from this run's pid; 40000-59999
 # stays clear of the sshd test ports.
@@ -269,6 +273,21 @@ test_expect_success 'a host whose ssh fails is unreachable, nothing pinned' '
 	test ! -e "$R/h3"
 '
 
+test_expect_success 'the group'\''s ssh settings hold: a proxy-jump through h1' '
+	mkdir -p jump.d &&
+	ssh_group gw h1 >jump.d/gw.yaml &&
+	ssh_group jumped h4 -- "proxy-jump: h1" \
+	    "agent: { port: $PORT, known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/" >jump.d/jumped.yaml &&
+	pipeline jump.yaml jumped \
+	    "enroll: { path: \"$R/h4/bin/reops-agent\", dir: \"$R/h4/agent\"$START }" &&
+	before=$(sshd_accepted "$SSHD_DIR" 1) &&
+	reops_run -i jump.d --json jump.yaml >out12 2>err &&
+	json_get status out12 >got && echo ok >want && test_cmp want got &&
+	test "$(sshd_accepted "$SSHD_DIR" 1)" = $((before + 1)) &&
+	grep -x -F "$H4:$PORT $(cat "$R/h4/agent/agent.key.pub")" known_agents
+'
+
 test_expect_success 'values are data on the host: quotes, spaces, $(...)' '
 	d="$R/h1/it'\''s \$(touch pwned) \`touch pwned2\`" &&
 	mkdir -p odd.d &&
@@ -319,7 +338,7 @@ test_expect_success 'pipelines/enroll.yaml on the test hosts, twice' '
 
 test_expect_success 'every agent started here stops' '
 	pids=$(find "$R" -name agent.pid -exec cat {} +) &&
-	test "$(echo $pids | wc -w)" = 3 &&
+	test "$(echo $pids | wc -w)" = 4 &&
 	stop_agents &&
 	for p in $pids; do
 		wait_gone "$p" || return 1
