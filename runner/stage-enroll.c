@@ -833,8 +833,8 @@ step_wait(struct enrollee *hs, size_t n, int wait_s)
 				hs[i].row->code = CODE_INTERRUPTED;
 				buf_adds(&hs[i].row->err,
 				    "reops-run: interrupted\n");
-			} else if (hs[i].client == NULL && hs[i].why[0] != '\0')
-				fail(&hs[i], "%s", hs[i].why);
+			} else if (hs[i].why[0] != '\0')
+				fail(&hs[i], "%s", hs[i].why);	/* refused */
 			else
 				fail(&hs[i], "the agent did not answer at "
 				    "'%s' within %ds (its log on the host: "
