@@ -933,7 +933,12 @@ enroll_host(struct run *run, struct stage *st, struct table *t)
 	for (i = 0; i < n; i++) {
 		struct row	*r = hs[i].row;
 
-		if (r->status == ST_OK && !run_interrupted)
+		if (r->status == ST_OK && run_interrupted && !hs[i].answered) {
+			/* ^C between two steps: this host was left halfway. */
+			r->status = ST_FAILED;
+			r->code = CODE_INTERRUPTED;
+			buf_adds(&r->err, "reops-run: interrupted\n");
+		} else if (r->status == ST_OK)
 			step_pin(&hs[i]);
 		row_sets(t, r, "agent_key", hs[i].key);
 		row_sets(t, r, "endpoint", hs[i].endpoint);

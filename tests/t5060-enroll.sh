@@ -288,6 +288,32 @@ test_expect_success 'the group'\''s ssh settings hold: a proxy-jump through h1' 
 	grep -x -F "$H4:$PORT $(cat "$R/h4/agent/agent.key.pub")" known_agents
 '
 
+test_expect_success '^C while waiting for an agent: exit 130, the row interrupted' '
+	mkdir -p lost.d &&
+	ssh_group lost h1 -- \
+	    "agent: { port: $((PORT + 3)), known-agents: $TRASH/known_agents }" |
+	    sed -e "s/transport: ssh/transport: agent/" >lost.d/lost.yaml &&
+	pipeline lost.yaml lost \
+	    "enroll: { path: \"$R/h1/bin/reops-agent\", dir: \"$R/h1/lost\", listen: \"tcp://$H1:$((PORT + 2))\", wait: 60$START }" ||
+	return 1
+	# The agent listens where the runner does not look: it never answers.
+	"$REOPS_RUN" -i lost.d --json lost.yaml >out13 2>err13 &
+	rpid=$!
+	i=0 && while [ ! -s "$R/h1/lost/agent.pid" ] && [ $i -lt 100 ]; do
+		sleep 0.1; i=$((i + 1)); done &&
+	test -s "$R/h1/lost/agent.pid" &&
+	start=$(date +%s) &&
+	kill -INT "$rpid" &&
+	{ wait "$rpid"; rc=$?; } &&
+	test "$rc" = 130 &&
+	test $(( $(date +%s) - start )) -lt 30 &&
+	json_get code out13 >got && echo 130 >want && test_cmp want got &&
+	json_get stderr out13 | test_grep "interrupted" /dev/stdin
+	ok=$?
+	kill -KILL "$rpid" 2>/dev/null
+	test $ok = 0
+'
+
 test_expect_success 'values are data on the host: quotes, spaces, $(...)' '
 	d="$R/h1/it'\''s \$(touch pwned) \`touch pwned2\`" &&
 	mkdir -p odd.d &&
@@ -338,7 +364,7 @@ test_expect_success 'pipelines/enroll.yaml on the test hosts, twice' '
 
 test_expect_success 'every agent started here stops' '
 	pids=$(find "$R" -name agent.pid -exec cat {} +) &&
-	test "$(echo $pids | wc -w)" = 4 &&
+	test "$(echo $pids | wc -w)" = 5 &&
 	stop_agents &&
 	for p in $pids; do
 		wait_gone "$p" || return 1
