@@ -457,11 +457,14 @@ step_probe(struct run *run, struct stage *st, struct enrollee *hs, size_t n,
 	struct job	*jobs;
 	struct buf	 cmd, p, d;
 	char		*v;
-	size_t		 i;
+	size_t		 i, m = 0;
 	int		 ret;
 
 	jobs = xcalloc(n, sizeof *jobs);
 	for (i = 0; i < n; i++) {
+		/* A row failed here (the runner's key) goes no further. */
+		if (hs[i].row->status != ST_OK)
+			continue;
 		buf_init(&cmd);
 		buf_init(&p);
 		buf_init(&d);
@@ -472,14 +475,16 @@ step_probe(struct run *run, struct stage *st, struct enrollee *hs, size_t n,
 		buf_free(&p);
 		buf_free(&d);
 		buf_adds(&cmd, probe_script);
-		jobs[i].row = hs[i].row;
-		jobs[i].command = buf_steal(&cmd);
-		jobs[i].timeout = timeout > 0 ? timeout :
+		jobs[m].row = hs[i].row;
+		jobs[m].command = buf_steal(&cmd);
+		jobs[m].timeout = timeout > 0 ? timeout :
 		    row_timeout(run, hs[i].row, 0);
+		m++;
 	}
-	ret = run_over_ssh(run, jobs, n);
-	for (i = 0; i < n; i++) {
+	ret = run_over_ssh(run, jobs, m);
+	for (i = 0; i < m; i++)
 		free(jobs[i].command);
+	for (i = 0; i < n; i++) {
 		if (hs[i].row->status != ST_OK)
 			continue;
 		hs[i].path = out_value(&hs[i].row->out, "path");

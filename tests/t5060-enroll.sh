@@ -234,6 +234,16 @@ test_expect_success 'a second runner key: authorized, the agent reloaded, not re
 	test_cmp known_agents.before known_agents
 '
 
+test_expect_success 'a runner key others may read: failed before anything runs there' '
+	chmod 644 runner2.key &&
+	before=$(sshd_accepted "$SSHD_DIR" 1) &&
+	test_exit 1 reops_run -i second.d --json second.yaml >out14 2>err &&
+	json_get stderr out14 >got &&
+	test_grep "^reops-run: enroll: the runner.s key: .$TRASH/runner2.key. is readable by others" got &&
+	test "$(sshd_accepted "$SSHD_DIR" 1)" = "$before" &&
+	chmod 600 runner2.key
+'
+
 test_expect_success 'an agent that keeps refusing the runner key: failed, with the reason' '
 	old=$(pid_of h1) &&
 	echo "not-a-key" >>"$R/h1/agent/authorized" &&
