@@ -339,6 +339,14 @@ test_expect_success 'values are data on the host: quotes, spaces, $(...)' '
 	! test -e pwned2 && ! test -e /root/pwned2
 '
 
+test_expect_success 'a relative path: the row fails, nothing is put there' '
+	pipeline rel.yaml h1 "enroll: { path: rel/reops-agent, dir: \"$R/h1/agent\" }" &&
+	test_exit 1 reops_run --json rel.yaml >out15 2>err &&
+	json_get stderr out15 >got &&
+	test_grep "^reops-run: enroll: .rel/reops-agent. is not an absolute path" got &&
+	test ! -e rel && test ! -e /root/rel
+'
+
 test_expect_success 'bad arguments stop the run before it starts' '
 	pipeline bad.yaml fleet "enroll: { start: cron }" &&
 	test_exit 2 reops_run bad.yaml 2>err &&
