@@ -35,12 +35,13 @@ H2=$(sshd_host_addr 2)
 H3=$(sshd_host_addr 3)
 H4=$(sshd_host_addr 4)
 
-# A port free on the three addresses, from this run's pid; 40000-59999
+# PORT to PORT+3 free on every address, from this run's pid; 40000-59999
 # stays clear of the sshd test ports.
 PORT=
 for i in $(seq 0 19); do
 	p=$(( 40000 + ($$ * 7919 + i * 104729) % 20000 ))
-	if [ -z "$(ss -H -l -t -n "sport = :$p" 2>/dev/null)" ]; then
+	if [ -z "$(ss -H -l -t -n "( sport >= :$p and sport <= :$((p + 3)) )" \
+	    2>/dev/null)" ]; then
 		PORT=$p
 		break
 	fi
@@ -63,7 +64,7 @@ START=
 pipeline enroll.yaml fleet \
     "enroll: { path: \"$R/\${target}/bin/reops-agent\", dir: \"$R/\${target}/agent\"$START }"
 
-# agent_of hN: that host's agent's pid, if it runs.
+# pid_of hN: that host's agent's pid, from its pid file.
 pid_of () {
 	cat "$R/$1/agent/agent.pid"
 }
