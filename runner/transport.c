@@ -33,10 +33,20 @@ transport_of(const struct row *r)
 	return &transports[r->host->group->transport];
 }
 
+/* The transport a job goes by: its own 'via', else its group's. */
+enum transport
+job_transport(const struct job *j)
+{
+	if (j->via > 0 && (size_t)(j->via - 1) < nitems(transports))
+		return (enum transport)(j->via - 1);
+	return j->row->host->group->transport;
+}
+
+/* Set j->via first: the file goes the way the job will. */
 void
 transport_put(struct job *j, const struct put_file *pf)
 {
-	transport_of(j->row)->put(j, pf);
+	transports[job_transport(j)].put(j, pf);
 }
 
 /* At the end of the run, each transport lets go of what it kept. */
@@ -60,7 +70,7 @@ unavailable_run(struct run *run, struct job **jobs, size_t n)
 	(void)run;
 	for (i = 0; i < n; i++) {
 		why = xasprintf("transport '%s' is not available in this "
-		    "version", transport_of(jobs[i]->row)->name);
+		    "version", transports[job_transport(jobs[i])].name);
 		job_end(jobs[i], END_UNREACHABLE, 0, why);
 		free(why);
 		job_done(jobs[i]);
@@ -351,7 +361,7 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 	progress_add(run->progress, n);
 	for (i = 0; i < n; i++) {
 		jobs[i].run = run;
-		t = (size_t)jobs[i].row->host->group->transport;
+		t = (size_t)job_transport(&jobs[i]);
 		b[t].jobs[b[t].n++] = &jobs[i];
 	}
 	for (t = 0; t < nitems(transports); t++) {

@@ -38,8 +38,17 @@ struct job {
 	int		 timeout;	/* seconds; 0: none */
 	const char	*input;		/* stdin of the command, or NULL */
 	size_t		 input_len;
+	/*
+	 * 0: the row's group's transport. JOB_VIA(t): transport t instead,
+	 * with the group's settings for it; enroll reaches the hosts of an
+	 * agent group over ssh this way, without asking which transport a
+	 * row has.
+	 */
+	int		 via;
 	struct run	*run;		/* set by run_jobs, for job_done */
 };
+
+#define JOB_VIA(t)	((int)(t) + 1)
 
 struct transport_ops {
 	const char	*name;
@@ -56,6 +65,7 @@ struct transport_ops {
 };
 
 const struct transport_ops *transport_of(const struct row *);
+enum transport	job_transport(const struct job *);
 void	transport_put(struct job *, const struct put_file *);
 void	transport_close_all(struct run *);
 

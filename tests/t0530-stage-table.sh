@@ -4,7 +4,8 @@
 # (--list-stages=json "columns"): every stage run on local rows and on
 # systems of test:///default, the table written after each step, and each
 # step's new columns compared with what its stage declares. provision is
-# left out: it needs a system reachable over ssh (t4020 runs it).
+# left out: it needs a system reachable over ssh (t4020 runs it); so is
+# enroll, which t5060 checks on its sshd test hosts.
 # A 'name:' beside a stage key names it in --check, -v and the progress
 # line.
 . "$SRCDIR/tests/test-lib.sh"

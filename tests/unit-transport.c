@@ -142,6 +142,32 @@ test_table(void)
 	is_str(transport_of(&r)->name, "agent", "agent rows: the agent row");
 }
 
+/* A job's via, when set, wins over its group's transport (enroll). */
+static void
+test_via(void)
+{
+	struct group	g;
+	struct host	h;
+	struct row	r;
+	struct job	j;
+
+	memset(&g, 0, sizeof g);
+	memset(&h, 0, sizeof h);
+	memset(&r, 0, sizeof r);
+	memset(&j, 0, sizeof j);
+	h.group = &g;
+	r.host = &h;
+	j.row = &r;
+	g.transport = TR_AGENT;
+	ok(job_transport(&j) == TR_AGENT, "no via: the group's transport");
+	j.via = JOB_VIA(TR_SSH);
+	ok(job_transport(&j) == TR_SSH, "via ssh on an agent row: ssh");
+	j.via = JOB_VIA(TR_LOCAL);
+	ok(job_transport(&j) == TR_LOCAL, "via local: local");
+	j.via = 99;
+	ok(job_transport(&j) == TR_AGENT, "a via out of range: the group's");
+}
+
 int
 main(void)
 {
@@ -149,5 +175,6 @@ main(void)
 	test_signals();
 	test_forks();
 	test_table();
+	test_via();
 	return tap_done();
 }
