@@ -468,8 +468,10 @@ step_probe(struct run *run, struct stage *st, struct enrollee *hs, size_t n,
 		buf_init(&cmd);
 		buf_init(&p);
 		buf_init(&d);
-		expand_row(&p, stage_str(st, "path", ""), hs[i].row);
-		expand_row(&d, stage_str(st, "dir", ""), hs[i].row);
+		expand_row(&p, stage_str(st, "path", ""), hs[i].row,
+		    EXPAND_TEXT, NULL);
+		expand_row(&d, stage_str(st, "dir", ""), hs[i].row,
+		    EXPAND_TEXT, NULL);
 		quoted_var(&cmd, "p", p.data != NULL ? p.data : "");
 		quoted_var(&cmd, "d", d.data != NULL ? d.data : "");
 		buf_free(&p);
@@ -645,7 +647,8 @@ step_setup(struct run *run, struct stage *st, struct enroll *en,
 		buf_init(&cmd);
 		buf_init(&l);
 		if (stage_arg(st, "listen") != NULL)
-			expand_row(&l, stage_str(st, "listen", ""), hs[i].row);
+			expand_row(&l, stage_str(st, "listen", ""),
+			    hs[i].row, EXPAND_TEXT, NULL);
 		else {
 			v = default_listen(hs[i].row->host);
 			buf_adds(&l, v);
@@ -898,8 +901,11 @@ enroll_host(struct run *run, struct stage *st, struct table *t)
 	hs = xcalloc(t->n + 1, sizeof *hs);
 	kc = xcalloc(t->n, sizeof *kc);
 	for (i = 0; i < t->n; i++) {
-		if (t->rows[i]->status != ST_OK)
-			continue;
+		/* The rows its when selected (run_stage): each starts anew. */
+		t->rows[i]->status = ST_OK;
+		t->rows[i]->code = 0;
+		buf_reset(&t->rows[i]->out);
+		buf_reset(&t->rows[i]->err);
 		hs[n].row = t->rows[i];
 		hs[n].start = now_ms();
 		buf_init(&hs[n].changes);
