@@ -306,7 +306,7 @@ test_expect_success 'fallback: ssh never reruns a command that failed' '
 test_expect_success 'the example inventory and pipeline of reops-hosts(5)' '
 	mkdir -p ex/hosts.d &&
 	sed -e "s|port: 7707|port: $P1|; s|127\.0\.0\.1|$A1|" \
-	    "$SRCDIR/examples/agent/hosts.d/agents.yaml" >ex/hosts.d/agents.yaml &&
+	    "$SRCDIR/examples/agent/inventory/agents.yaml" >ex/hosts.d/agents.yaml &&
 	cp runner.key ex/hosts.d/ &&
 	echo "$A1:$P1 $(cat agent.key.pub)" >ex/hosts.d/known_agents &&
 	(cd ex && reops_run --json "$SRCDIR/pipelines/agent-facts.yaml" \
