@@ -178,6 +178,29 @@ host_disconnect(struct agent_host *ah)
 }
 
 /*
+ * A cached client between stages: what came while nobody read is
+ * dropped (the exit of a command given up, say). When its agent went
+ * away meanwhile (restarted, say), the client goes and a new one is
+ * made, rather than a request sent on a connection known to be gone.
+ */
+static int
+host_idle_ok(struct agent_host *ah)
+{
+	struct agent_reply	rep;
+	struct err		e;
+	int			r;
+
+	while ((r = agent_client_recv(ah->c, &rep, &e)) == 1)
+		agent_reply_free(&rep);
+	if (r == 0)
+		return 1;
+	log_debug("%s: %s; connecting again", ah->host->name, e.msg);
+	agent_client_close(ah->c);	/* its descriptors stay reserved */
+	ah->c = NULL;
+	return 0;
+}
+
+/*
  * Opens the host's client: the pinned key, ours, the connection. NULL
  * with why set (to be freed) when the row cannot even try.
  */
@@ -193,7 +216,7 @@ host_connect(struct agent_cache *ac, struct agent_host *ah, char **why)
 	char			 hostport[300];
 	int			 r, port;
 
-	if (ah->c != NULL)
+	if (ah->c != NULL && (ah->active > 0 || host_idle_ok(ah)))
 		return ah->c;
 	if (ac->ctx == NULL) {
 		*why = xstrdup("unable to make a ZeroMQ context");

@@ -201,7 +201,8 @@ cp runner.key loose.key && chmod 640 loose.key
 	echo "$A3:$P1 $(cat agent.key.pub)"	# nothing listens there
 	echo "$A2:$P1 $bad_key"			# a2's port is P2: see wrong-key
 } >known_faults
-sed -e "s|^$A1:$P1 .*|$A1:$P1 $bad_key|" known_agents >known_wrong
+# Not sed: a Z85 key may hold "&".
+{ grep -v "^$A1:$P1 " known_agents; echo "$A1:$P1 $bad_key"; } >known_wrong
 
 test_expect_success 'faults: each host its row and reason, the others go on' '
 	{
@@ -278,6 +279,35 @@ assert \"closed the connection while running the command\" in d[\"stderr\"], d
 '
 # What the killed agent left behind.
 pkill -KILL -f "^$(marked_sleep mid) 5" 2>/dev/null
+
+# Stage 2 on k restarts r's agent (same key, same port); stage 3 on r
+# must connect again rather than use the connection that went with it.
+test_expect_success 'an agent restarted between stages: the next stage reconnects' '
+	agent_start a4 "$A3" &&
+	P4=$(sed -e "s/.*://" a4.endpoint) &&
+	echo "$A3:$P4 $(cat agent.key.pub)" >known_a4 &&
+	{
+		agent_group g-r "agent: { port: $P4, key: $TRASH/runner.key, known-agents: $TRASH/known_a4 }" -- "r:$A3"
+		agent_group g-k "agent: { port: $P1, key: $TRASH/runner.key, known-agents: $TRASH/known_agents }" -- "k:$A1" | sed -e 1d
+	} >inv-r.yaml && mkdir -p inv-r && mv inv-r.yaml inv-r/ &&
+	cat >restart.sh <<-EOF &&
+	sleep 0.5
+	kill -TERM \$(cat $TRASH/a4.agent-pid)
+	i=0; while kill -0 \$(cat $TRASH/a4.agent-pid) 2>/dev/null && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done
+	setsid "$REOPS_AGENT" -d -k $TRASH/agent.key -a $TRASH/authorized -l tcp://$A3:$P4 2>$TRASH/a4b.log </dev/null >/dev/null &
+	echo \$! >$TRASH/a4b.pid
+	i=0; until grep -q "listening on" $TRASH/a4b.log 2>/dev/null || [ \$i -ge 100 ]; do sleep 0.1; i=\$((i + 1)); done
+	EOF
+	pipeline r.yaml all "exec: echo one" \
+	    "exec: \"if [ \${target} = k ]; then sh $TRASH/restart.sh; fi; echo two\"" \
+	    "exec: echo three" &&
+	reops_run -i inv-r --json r.yaml >out 2>err ;
+	rc=$? ; kill -TERM "$(cat a4b.pid)" 2>/dev/null ;
+	test $rc = 0 &&
+	json_get stdout out >got && printf "three\nthree\n" >want &&
+	test_cmp want got &&
+	test_grep "admitted runner" a4b.log
+'
 
 test_expect_success 'fallback: ssh: an unreachable agent, the row over ssh' '
 	ssh_group fb h1 h2 -- "transport: agent" "fallback: ssh" \
