@@ -87,6 +87,7 @@ struct slot {
 	struct job		*job;
 	struct agent_host	*ah;
 	uint32_t		 id;
+	size_t			 size;		/* of the request */
 	long long		 start;
 	long long		 deadline;	/* ours; 0: none */
 	long long		 connect_deadline;
@@ -349,6 +350,8 @@ slot_send(struct agent_cache *ac, struct slot *sl)
 	int		 r;
 
 	sl->id = ac->next_id++;
+	sl->size = j->input_len + (j->put_path != NULL ? strlen(j->put_path) :
+	    j->command != NULL ? strlen(j->command) : 0);
 	dl = j->timeout > 0 ? (uint32_t)j->timeout * 1000 : 0;
 	if (j->put_path != NULL)
 		r = agent_client_put_file(sl->ah->c, sl->id, j->put_path,
@@ -457,8 +460,16 @@ host_failed(struct agent_cache *ac, struct slot *slots, size_t nslots,
 			row_unreached(ac, j, why);
 			continue;
 		}
-		/* It may have run: unreachable, and never run again. */
-		mid = xasprintf("%s while running the command", why);
+		/*
+		 * It may have run: unreachable, and never run again. An
+		 * agent drops a connection whose message is far over its -M.
+		 */
+		if (sl->size > 65536)
+			mid = xasprintf("%s while running the command (its "
+			    "request was %zu bytes: over the agent's -M "
+			    "limit?)", why, sl->size);
+		else
+			mid = xasprintf("%s while running the command", why);
 		job_end(sl->job, END_UNREACHABLE, 0, mid);
 		free(mid);
 		slot_done(sl);

@@ -309,6 +309,23 @@ test_expect_success 'an agent restarted between stages: the next stage reconnect
 	test_grep "admitted runner" a4b.log
 '
 
+test_expect_success 'a request over the agent -M limit: failed, or unreachable far over' '
+	agent_start a5 "$A3" -M 1024 &&
+	P5=$(sed -e "s/.*://" a5.endpoint) &&
+	echo "$A3:$P5 $(cat agent.key.pub)" >known_a5 &&
+	agent_group g-m "agent: { port: $P5, key: $TRASH/runner.key, known-agents: $TRASH/known_a5 }" -- "m:$A3" >inv-m.yaml &&
+	mkdir -p inv-m && mv inv-m.yaml inv-m/ &&
+	head -c 1500 /dev/zero >small && head -c 200000 /dev/zero >large &&
+	pipeline m1.yaml all "copy: { src: small, dest: $TRASH/m.small }" &&
+	test_exit 1 reops_run -i inv-m --json m1.yaml >out &&
+	test_grep "message too large: 15[0-9]+ bytes, the limit is 1024" out &&
+	pipeline m2.yaml all "copy: { src: large, dest: $TRASH/m.large }" &&
+	test_exit 3 reops_run -i inv-m --json m2.yaml >out &&
+	test_grep "its request was 200[0-9]+ bytes: over the agent.s -M limit" out &&
+	! test -e m.small && ! test -e m.large &&
+	agent_stop a5
+'
+
 test_expect_success 'fallback: ssh: an unreachable agent, the row over ssh' '
 	ssh_group fb h1 h2 -- "transport: agent" "fallback: ssh" \
 	    "connect-timeout: 2" \
