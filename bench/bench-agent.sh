@@ -18,7 +18,8 @@
 #   bench/bench-agent.sh [REOPS_RUN [REOPS_AGENT]]   (as root: it starts sshd)
 #   SIZES="50 200" RUNS=3 bench/bench-agent.sh ./reops-run ./reops-agent
 #
-# Use a build without sanitizers. Every run is bounded by timeout(1).
+# Use a build without sanitizers. PSSH=0 leaves parallel-ssh out. Every
+# run is bounded by timeout(1).
 set -u
 
 REOPS_RUN=$(readlink -f "${1:-${REOPS_RUN:-./reops-run}}")
@@ -34,7 +35,7 @@ if [ ! -x /usr/bin/time ] || [ ! -x "$REOPS_RUN" ] || [ ! -x "$REOPS_AGENT" ] ||
 	echo "bench-agent: needs root, /usr/bin/time, reops-run and reops-agent" >&2
 	exit 2
 fi
-have_pssh=0; command -v parallel-ssh >/dev/null && have_pssh=1
+have_pssh=0; command -v parallel-ssh >/dev/null && have_pssh=${PSSH:-1}
 
 . "$here/tests/lib-sshd.sh"
 work=$(mktemp -d /tmp/bench-agent.XXXXXX) && [ -d "$work" ] || exit 2

@@ -377,7 +377,7 @@ slot_send(struct agent_cache *ac, struct slot *sl)
 
 /* A reply to one of our requests. */
 static void
-slot_reply(struct slot *sl, const struct frame *f)
+slot_reply(struct agent_cache *ac, struct slot *sl, const struct frame *f)
 {
 	struct job	*j = sl->job;
 	struct row	*r = j->row;
@@ -416,6 +416,18 @@ slot_reply(struct slot *sl, const struct frame *f)
 		break;
 	case FRAME_ERROR:
 		slot_duration(sl);
+		if (f->u[0] == FRAME_EREVOKED) {
+			/* Never run: as a refused key, so fallback may take it. */
+			char *why = xasprintf("the agent at %s no longer "
+			    "authorizes our key (removed on SIGHUP); add %s to "
+			    "its authorized file", sl->ah->endpoint,
+			    sl->ah->public);
+
+			slot_free(sl);
+			row_unreached(ac, j, why);
+			free(why);
+			return;
+		}
 		buf_printf(&r->err, "reops-run: the agent did not run it: "
 		    "%.*s\n", (int)f->b[0].len, (const char *)f->b[0].p);
 		if (f->u[0] == FRAME_ETYPE && j->input != NULL &&
@@ -493,7 +505,7 @@ host_read(struct agent_cache *ac, struct slot *slots, size_t nslots,
 		for (i = 0; i < nslots; i++)
 			if (slots[i].state != S_FREE && slots[i].ah == ah &&
 			    slots[i].id == rep.f.id) {
-				slot_reply(&slots[i], &rep.f);
+				slot_reply(ac, &slots[i], &rep.f);
 				break;
 			}
 		agent_reply_free(&rep);

@@ -326,6 +326,28 @@ test_expect_success 'a request over the agent -M limit: failed, or unreachable f
 	agent_stop a5
 '
 
+# Stage 2 takes our key out of the agent's authorized file and sends it
+# SIGHUP; the connection stays, and stage 3's request is refused.
+test_expect_success 'our key removed on SIGHUP mid-run: unreachable, named so' '
+	agent_start a6 "$A3" &&
+	P6=$(sed -e "s/.*://" a6.endpoint) &&
+	echo "$A3:$P6 $(cat agent.key.pub)" >known_a6 &&
+	agent_group g-h "agent: { port: $P6, key: $TRASH/runner.key, known-agents: $TRASH/known_a6 }" -- "hup:$A3" >inv-h.yaml &&
+	mkdir -p inv-h && mv inv-h.yaml inv-h/ &&
+	cp authorized authorized.bak &&
+	cat >revoke.sh <<-EOF &&
+	cp $TRASH/other.key.pub $TRASH/authorized
+	kill -HUP \$(cat $TRASH/a6.agent-pid)
+	i=0; until grep -q "SIGHUP: 1 authorized key" $TRASH/a6.log || [ \$i -ge 100 ]; do sleep 0.1; i=\$((i + 1)); done
+	EOF
+	pipeline h.yaml all "exec: echo one" "exec: sh $TRASH/revoke.sh" \
+	    "exec: echo three" &&
+	reops_run -i inv-h --json h.yaml >out 2>err ; rc=$? ;
+	cp authorized.bak authorized && agent_stop a6 &&
+	test $rc = 3 &&
+	test_grep "reops-run: the agent at tcp://$A3:$P6 no longer authorizes our key \(removed on SIGHUP\); add $(cat runner.key.pub | sed -e "s/[]^$.*+?(){}|[\\]/\\\\&/g") to its authorized file" out
+'
+
 test_expect_success 'fallback: ssh: an unreachable agent, the row over ssh' '
 	ssh_group fb h1 h2 -- "transport: agent" "fallback: ssh" \
 	    "connect-timeout: 2" \
