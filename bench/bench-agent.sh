@@ -201,6 +201,16 @@ ratio () {
 echo "bench-agent: $(nproc) cores, $("$REOPS_RUN" --version), $max agents (one per address), idle agent RSS max $(echo "scale=1; $idle_max / 1024" | bc -l) MB, mean $(echo "scale=1; $idle_sum / ${#agent_pids[@]} / 1024" | bc -l) MB, private dirty max $(echo "scale=1; $idle_priv / 1024" | bc -l) MB"
 echo "| case | wall (best) | runner CPU | runner peak RSS | agent CPU per request | agent RSS after |"
 echo "|---|---|---|---|---|---|"
+# One agent alone: 200 requests in a row (a 200-stage pipeline on h1),
+# its CPU per request without 200 agents contending for 2 cores.
+mkdir -p inv-agent-one
+sed -e '/- { name: h2,/,$d' "inv-agent-$max/fleet.yaml" >inv-agent-one/fleet.yaml
+{ printf 'hosts: all\nstages:\n'; for i in $(seq 200); do echo '  - exec: "true"'; done; } >h200.yaml
+t0=$(agent_ticks 1)
+measure "$REOPS_RUN" -q -i inv-agent-one h200.yaml || exit 1
+t1=$(agent_ticks 1)
+echo "one agent, 200 requests in a row: wall $WALL s, agent CPU per request $(echo "scale=3; ($t1 - $t0) * 1000 / $TICK / 200" | bc -l) ms"
+
 for n in $SIZES; do
 	p1=
 	best "agent exec, $n hosts" "$n" "$n" \
