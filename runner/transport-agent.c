@@ -61,6 +61,11 @@ struct agent_host {
 	int			 connect_timeout;
 	int			 fds;		/* taken from the budget */
 	size_t			 active;	/* slots of ours at work */
+	char			 pinned[AGENT_KEY_LEN + 1]; /* "": none */
+	char			*dead;		/* why its agent was never
+						   reached, with the key then
+						   pinned: not tried again */
+	char			 dead_pin[AGENT_KEY_LEN + 1];
 	int			 kick;		/* look at its replies now */
 };
 
@@ -201,6 +206,26 @@ host_idle_ok(struct agent_host *ah)
 	return 0;
 }
 
+/* Still as it was when its agent could not be reached: the same pin. */
+static int
+host_still_dead(struct agent_host *ah)
+{
+	const struct host	*h = ah->host;
+	struct err		 e;
+	char			 key[AGENT_KEY_LEN + 1];
+
+	if (ah->dead == NULL)
+		return 0;
+	memset(key, 0, sizeof key);
+	(void)known_agents_lookup(ah->known, h->address != NULL ? h->address :
+	    h->name, agent_port(h), key, &e);
+	if (strcmp(key, ah->dead_pin) == 0)
+		return 1;
+	free(ah->dead);
+	ah->dead = NULL;
+	return 0;
+}
+
 /*
  * Opens the host's client: the pinned key, ours, the connection. NULL
  * with why set (to be freed) when the row cannot even try.
@@ -227,6 +252,7 @@ host_connect(struct agent_cache *ac, struct agent_host *ah, char **why)
 	port = agent_port(h);
 	memset(&k, 0, sizeof k);
 	r = known_agents_lookup(ah->known, addr, port, k.server_public, &e);
+	memcpy(ah->pinned, k.server_public, sizeof ah->pinned);
 	if (r == -1) {
 		*why = xasprintf("no agent key for %s: %s", addr, e.msg);
 		return NULL;
@@ -276,10 +302,23 @@ fail_reason(struct agent_host *ah, const char *msg)
 	}
 }
 
-/* Ends a row the agent never took: unreachable, or over ssh later. */
+/*
+ * Ends a row the agent never took: unreachable, or over ssh later. The
+ * host's agent is not tried again in this run (as an ssh host that could
+ * not be reached) while the same key is pinned for it: a later stage
+ * does not wait out connect-timeout again before its fallback, and an
+ * enroll stage that pins a new key makes it worth another try.
+ */
 static void
 row_unreached(struct agent_cache *ac, struct job *j, const char *why)
 {
+	struct agent_host	*ah;
+
+	if ((ah = hmap_get(&ac->hosts, j->row->host->name)) != NULL &&
+	    ah->dead == NULL) {
+		ah->dead = xstrdup(why);
+		memcpy(ah->dead_pin, ah->pinned, sizeof ah->dead_pin);
+	}
 	if (j->row->host->group->agent.fallback_ssh) {
 		log_warn("%s: agent unreachable (%s); running it over ssh "
 		    "instead (fallback: ssh)", j->row->host->name, why);
@@ -597,6 +636,15 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 				break;
 			}
 			ah = host_get(ac, j->row->host);
+			if (host_still_dead(ah)) {
+				forks_give();
+				next++;
+				buf_reset(&j->row->out);
+				buf_reset(&j->row->err);
+				j->row->duration_ms = 0;
+				row_unreached(ac, j, ah->dead);
+				continue;
+			}
 			if (ah->c == NULL && ah->fds == 0) {
 				if (fd_reserve(CLIENT_FDS) != 0) {
 					forks_give();
@@ -787,6 +835,7 @@ agent_close(struct run *run)
 	for (i = 0; i < ac->nall; i++) {
 		host_disconnect(ac->all[i]);
 		free(ac->all[i]->known);
+		free(ac->all[i]->dead);
 		free(ac->all[i]);
 	}
 	for (i = 0; i < ac->nkeys; i++) {

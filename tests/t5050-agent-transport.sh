@@ -364,6 +364,49 @@ test_expect_success 'fallback: ssh: an unreachable agent, the row over ssh' '
 	test_grep "h1: agent unreachable \(no agent key is pinned for $A1:$P2 in .*\); running it over ssh instead \(fallback: ssh\)" err
 '
 
+# Agent rows, their fallback and plain ssh rows in one stage: the ssh
+# loop and the agent's run side by side, the fallback after both.
+test_expect_success 'fallback: ssh beside an ssh group in the same stage' '
+	mkdir -p inv-mixed && cp inv-fb/inv-fb.yaml inv-mixed/ &&
+	ssh_group plain h3 >inv-mixed/plain.yaml &&
+	pipeline mx.yaml all "exec: \"echo \${target}\"" "exec: \"echo again-\${target}\"" &&
+	reops_run -i inv-mixed --json --forks 2 mx.yaml >out 2>err &&
+	json_get stdout out >got && printf "again-h1\nagain-h2\nagain-h3\n" >want &&
+	test_cmp want got &&
+	test "$(grep -c "agent unreachable" err)" = 2
+'
+
+# Stage 1 finds no agent and falls back; stage 2 does at once, not after
+# another connect-timeout; stage 3 (over ssh) starts an agent and pins
+# its key, as enroll would; stage 4 runs over that agent.
+test_expect_success 'fallback: an agent not reached is tried again only once its pin changes' '
+	P5=$(sed -e "s/.*://" a5.endpoint) &&
+	ssh_group g-d h3 -- "transport: agent" "fallback: ssh" \
+	    "connect-timeout: 3" \
+	    "agent: { port: $P5, key: $TRASH/runner.key, known-agents: $TRASH/known_d }" |
+	    sed -e "/transport: ssh/d" >inv-d.yaml &&
+	mkdir -p inv-d && mv inv-d.yaml inv-d/ &&
+	echo "$A3:$P5 $(cat other.key.pub)" >known_d &&
+	cat >pin.sh <<-EOF &&
+	setsid env -u SSH_CONNECTION "$REOPS_AGENT" -d -k $TRASH/agent.key -a $TRASH/authorized -l tcp://$A3:$P5 2>$TRASH/a7.log </dev/null >/dev/null &
+	echo \$! >$TRASH/a7.pid
+	i=0; until grep -q "listening on" $TRASH/a7.log 2>/dev/null || [ \$i -ge 100 ]; do sleep 0.1; i=\$((i + 1)); done
+	echo "$A3:$P5 $(cat agent.key.pub)" >$TRASH/known_d
+	EOF
+	pipeline d.yaml all "exec: \"echo s1-\$SSH_CONNECTION-x\"" \
+	    "exec: \"echo s2-\$SSH_CONNECTION-x\"" "exec: \"sh $TRASH/pin.sh\"" \
+	    "exec: \"echo s4-\$SSH_CONNECTION-x\"" &&
+	start=$(date +%s) &&
+	reops_run -i inv-d --json d.yaml >d.out 2>d.err ; rc=$? ;
+	end=$(date +%s) ; kill -TERM "$(cat a7.pid)" 2>/dev/null ;
+	{ test $rc = 0 || { echo "exit $rc"; cat d.err; false; }; } &&
+	json_get stdout d.out >got && echo s4--x >want && test_cmp want got &&
+	grep -c "h3: agent unreachable" d.err >got && echo 3 >want &&
+	test_cmp want got &&
+	test_grep "admitted runner" a7.log &&
+	{ test $((end - start)) -le 7 || { echo "took $((end - start))s"; false; }; }
+'
+
 test_expect_success 'fallback: ssh never reruns a command that failed' '
 	pipeline fb2.yaml h2 "exec: \"echo ran >>$TRASH/ran-count; exit 5\"" &&
 	test_exit 1 reops_run -i inv-fb --json fb2.yaml >out 2>err &&
