@@ -177,6 +177,29 @@ test_expect_success '^C over the agent: 130, and the commands are gone' '
 	test_none_left "$mk"
 '
 
+# A branch's lanes run in threads, each with a run of its own: each its
+# own agent clients, closed with the lane, never the stage's.
+test_expect_success 'branch lanes over the agent, and the stage after them' '
+	cat >br.yaml <<-\EOF &&
+	hosts: all
+	stages:
+	  - exec: echo before
+	  - branch:
+	      one:
+	        when: { column: target, match: "1$" }
+	        stages:
+	          - exec: "echo one-${target}"
+	      two:
+	        when: any-status
+	        stages:
+	          - exec: "echo two-${target}"
+	  - exec: "echo after-${target}"
+	EOF
+	reops_run -i inv-agent --json br.yaml >out 2>err &&
+	json_get stdout out >got && printf "after-h1\nafter-h2\n" >want &&
+	test_cmp want got
+'
+
 test_expect_success 'a secret goes on stdin: not on a command line, not logged' '
 	tok=sekrit-$$-value &&
 	cat >sec.yaml <<-EOF &&
