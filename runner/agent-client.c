@@ -21,6 +21,7 @@ struct agent_client {
 	enum agent_fail	 fail;
 	char		 why[512];
 	int		 ready;		/* a handshake has succeeded */
+	int		 connected;	/* a TCP connection was made */
 	int		 retries;
 };
 
@@ -258,6 +259,9 @@ client_events(struct agent_client *c)
 				    "handshake: it is not a reops-agent",
 				    c->endpoint);
 			break;
+		case ZMQ_EVENT_CONNECTED:
+			c->connected = 1;
+			break;
 		case ZMQ_EVENT_CONNECT_RETRIED:
 			c->retries++;
 			break;
@@ -306,6 +310,20 @@ agent_client_exec(struct agent_client *c, uint32_t id, const char *command,
 				    strlen(command) };
 
 	return agent_client_send(c, FRAME_EXEC, id, &deadline_ms, 1, &b, 1, e);
+}
+
+int
+agent_client_exec_input(struct agent_client *c, uint32_t id,
+    const char *command, uint32_t deadline_ms, const void *input, size_t len,
+    struct err *e)
+{
+	struct frame_bytes	b[2] = {
+		{ (const unsigned char *)command, strlen(command) },
+		{ input, len }
+	};
+
+	return agent_client_send(c, FRAME_EXEC_INPUT, id, &deadline_ms, 1, b, 2,
+	    e);
 }
 
 int
@@ -381,6 +399,12 @@ int
 agent_client_ready(const struct agent_client *c)
 {
 	return c->ready;
+}
+
+int
+agent_client_connected(const struct agent_client *c)
+{
+	return c->connected;
 }
 
 int

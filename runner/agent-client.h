@@ -83,6 +83,9 @@ int	agent_client_send_raw(struct agent_client *, const void *, size_t,
 	    struct err *);
 int	agent_client_exec(struct agent_client *, uint32_t, const char *,
 	    uint32_t, struct err *);
+/* exec with the bytes given as the command's stdin (exec-input). */
+int	agent_client_exec_input(struct agent_client *, uint32_t, const char *,
+	    uint32_t, const void *, size_t, struct err *);
 int	agent_client_put_file(struct agent_client *, uint32_t, const char *,
 	    unsigned, const void *, size_t, struct err *);
 int	agent_client_kill(struct agent_client *, uint32_t, uint32_t,
@@ -100,6 +103,8 @@ void	agent_reply_free(struct agent_reply *);
 
 enum agent_fail	 agent_client_failure(const struct agent_client *);
 int		 agent_client_ready(const struct agent_client *);
+/* A TCP connection was made once (something listens on the port). */
+int		 agent_client_connected(const struct agent_client *);
 /* How many connection attempts found nothing listening. */
 int		 agent_client_retries(const struct agent_client *);
 

@@ -6,6 +6,7 @@
  * Requests are dispatched through handlers[], indexed by the request type
  * of frame.h; nothing in a request can name anything else to run.
  */
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -41,6 +42,8 @@ struct job {
 	char		 key[AGENT_KEY_LEN + 1];
 	uint32_t	 id;
 	char		*command;
+	struct buf	 input;		/* stdin of exec-input; else /dev/null */
+	int		 has_input;
 	uint32_t	 deadline_ms;
 
 	pid_t		 pid;
@@ -95,6 +98,7 @@ static const struct handler {
 	[FRAME_FACTS] = { "facts", req_facts },
 	[FRAME_PING] = { "ping", req_ping },
 	[FRAME_KILL] = { "kill", req_kill },
+	[FRAME_EXEC_INPUT] = { "exec-input", req_exec },
 };
 
 /* 0, or the errno of zmq_send: EAGAIN (runner not reading), EHOSTUNREACH. */
@@ -196,6 +200,7 @@ job_free(struct job *j)
 	if (j == NULL)
 		return;
 	free(j->command);
+	buf_free(&j->input);
 	buf_free(&j->pending);
 	free(j);
 }
@@ -235,8 +240,15 @@ req_exec(struct server *s, const struct request *r)
 	char		*cmd;
 
 	cmd = agent_printable(r->f->b[0].p, r->f->b[0].len, 200);
-	agent_log(LOG_INFO, "runner %s request %u: exec '%s' deadline %u ms",
-	    r->key, (unsigned)r->f->id, cmd, (unsigned)r->f->u[0]);
+	/* The input is never logged: it may be a secret. */
+	if (r->f->type == FRAME_EXEC_INPUT)
+		agent_log(LOG_INFO, "runner %s request %u: exec '%s' deadline "
+		    "%u ms, %zu bytes of input", r->key, (unsigned)r->f->id,
+		    cmd, (unsigned)r->f->u[0], r->f->b[1].len);
+	else
+		agent_log(LOG_INFO, "runner %s request %u: exec '%s' deadline "
+		    "%u ms", r->key, (unsigned)r->f->id, cmd,
+		    (unsigned)r->f->u[0]);
 	free(cmd);
 	if (find_job(s, r->rid, r->rlen, r->f->id) != NULL) {
 		send_error(s, r, FRAME_EDUPLICATE, "a request with this id "
@@ -255,6 +267,11 @@ req_exec(struct server *s, const struct request *r)
 	j->id = r->f->id;
 	j->command = xstrndup((const char *)r->f->b[0].p, r->f->b[0].len);
 	j->deadline_ms = r->f->u[0];
+	buf_init(&j->input);
+	if (r->f->type == FRAME_EXEC_INPUT) {
+		j->has_input = 1;
+		buf_add(&j->input, r->f->b[1].p, r->f->b[1].len);
+	}
 	j->pid = -1;
 	j->fd[0] = j->fd[1] = -1;
 	buf_init(&j->pending);
@@ -332,9 +349,43 @@ req_kill(struct server *s, const struct request *r)
 	send_result(s, r, "killed", 6);
 }
 
-/* The child: its own process group, stdin /dev/null, then /bin/sh -c. */
+/*
+ * The input of exec-input as an anonymous file in memory, read from its
+ * start: never on disk, never in a pipe the loop would have to feed.
+ * -1 when it cannot be made.
+ */
+static int
+input_fd(const struct buf *in)
+{
+	size_t	off = 0;
+	ssize_t	n;
+	int	fd;
+
+	if ((fd = memfd_create("reops-agent-input", MFD_CLOEXEC)) == -1)
+		return -1;
+	while (off < in->len) {
+		if ((n = write(fd, in->data + off, in->len - off)) == -1 &&
+		    errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (lseek(fd, 0, SEEK_SET) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The child: its own process group, stdin from the request's input or
+ * /dev/null, then /bin/sh -c.
+ */
 static void
-child_exec(const char *command, int out, int err)
+child_exec(const char *command, int in, int out, int err)
 {
 	sigset_t	all;
 	const char	*home;
@@ -344,9 +395,14 @@ child_exec(const char *command, int out, int err)
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	signal(SIGPIPE, SIG_DFL);
-	if ((null = open("/dev/null", O_RDONLY)) == -1 ||
-	    dup2(null, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
+	if (in != -1)
+		null = in;
+	else if ((null = open("/dev/null", O_RDONLY)) == -1)
 		_exit(127);
+	if (dup2(null, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
+		_exit(127);
+	/* A memfd that was given 0 itself keeps its close-on-exec flag. */
+	(void)fcntl(0, F_SETFD, 0);
 	close_range(3, ~0U, 0);
 	if ((home = getenv("HOME")) == NULL || chdir(home) == -1)
 		(void)!chdir("/");
@@ -357,8 +413,10 @@ child_exec(const char *command, int out, int err)
 static int
 job_start(struct server *s, struct job *j)
 {
-	int	out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int	out[2] = { -1, -1 }, err[2] = { -1, -1 }, in = -1;
 
+	if (j->has_input && (in = input_fd(&j->input)) == -1)
+		goto fail;
 	/* Only our ends are non-blocking: the command's writes must block. */
 	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1 ||
 	    fcntl(out[0], F_SETFL, O_NONBLOCK) == -1 ||
@@ -367,8 +425,11 @@ job_start(struct server *s, struct job *j)
 	if ((j->pid = fork()) == -1)
 		goto fail;
 	if (j->pid == 0)
-		child_exec(j->command, out[1], err[1]);
+		child_exec(j->command, in, out[1], err[1]);
 	setpgid(j->pid, j->pid);	/* either side may win the race */
+	if (in != -1)
+		close(in);
+	buf_free(&j->input);		/* the memfd has it now */
 	close(out[1]);
 	close(err[1]);
 	j->fd[0] = out[0];
@@ -381,6 +442,8 @@ job_start(struct server *s, struct job *j)
 	return 0;
 
  fail:
+	if (in != -1)
+		close(in);
 	if (out[0] != -1) {
 		close(out[0]);
 		close(out[1]);

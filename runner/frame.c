@@ -21,6 +21,7 @@ static const struct frame_spec frame_specs[] = {
 	{ FRAME_FACTS,		"facts",	"" },
 	{ FRAME_PING,		"ping",		"" },
 	{ FRAME_KILL,		"kill",		"4" },
+	{ FRAME_EXEC_INPUT,	"exec-input",	"4bb" },
 	{ FRAME_OUTPUT,		"output",	"1b" },
 	{ FRAME_EXIT,		"exit",		"444" },
 	{ FRAME_ERROR,		"error",	"4b" },
@@ -99,6 +100,7 @@ frame_check(const struct frame *f, char *why, size_t whylen)
 {
 	switch (f->type) {
 	case FRAME_EXEC:
+	case FRAME_EXEC_INPUT:
 		if (f->b[0].len == 0 || f->b[0].len > FRAME_COMMAND_MAX ||
 		    has_nul(&f->b[0])) {
 			snprintf(why, whylen, "exec: command is empty, too "

@@ -31,7 +31,9 @@ enum frame_type {
 	FRAME_FACTS = 3,	/* nothing */
 	FRAME_PING = 4,		/* nothing */
 	FRAME_KILL = 5,		/* u32 request id to kill */
-	FRAME_REQUEST_LAST = FRAME_KILL,
+	FRAME_EXEC_INPUT = 6,	/* exec with stdin: u32 deadline ms, bytes
+				   command, bytes stdin */
+	FRAME_REQUEST_LAST = FRAME_EXEC_INPUT,
 
 	FRAME_OUTPUT = 0x81,	/* u8 stream (1 stdout, 2 stderr), bytes data */
 	FRAME_EXIT = 0x82,	/* u32 code, u32 signal, u32 duration ms */

@@ -22,6 +22,7 @@ enum color_mode {
 
 struct virt;
 struct ssh_cache;
+struct agent_cache;
 struct progress;
 
 struct options {
@@ -48,6 +49,7 @@ struct run {
 	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
+	struct agent_cache	*agent;	/* agent clients, one per host */
 	void			*stage_state[STAGE_COUNT]; /* stages' own */
 	struct progress		*progress; /* live line, -v row lines */
 };

@@ -132,6 +132,7 @@ lane_start(struct lane *l, struct run *run)
 {
 	l->own = *run;
 	l->own.ssh = NULL;
+	l->own.agent = NULL;
 	l->own.virt = NULL;
 	l->own.saw_failed = l->own.saw_unreachable = 0;
 	l->own.output_error = 0;

@@ -18,13 +18,10 @@
 
 volatile sig_atomic_t run_interrupted;
 
-static int	unavailable_run(struct run *, struct job **, size_t);
-static void	unavailable_put(struct job *, const struct put_file *);
-
 static const struct transport_ops transports[] = {
 	[TR_LOCAL] = { "local", local_run, local_put, NULL },
 	[TR_SSH] = { "ssh", ssh_run, ssh_put, ssh_cleanup },
-	[TR_AGENT] = { "agent", unavailable_run, unavailable_put, NULL },
+	[TR_AGENT] = { "agent", agent_run, agent_put, agent_close },
 };
 
 const struct transport_ops *
@@ -58,31 +55,6 @@ transport_close_all(struct run *run)
 	for (i = 0; i < nitems(transports); i++)
 		if (transports[i].close != NULL)
 			transports[i].close(run);
-}
-
-/* A transport this version does not have: each row says so. */
-static int
-unavailable_run(struct run *run, struct job **jobs, size_t n)
-{
-	size_t	i;
-	char	*why;
-
-	(void)run;
-	for (i = 0; i < n; i++) {
-		why = xasprintf("transport '%s' is not available in this "
-		    "version", transports[job_transport(jobs[i])].name);
-		job_end(jobs[i], END_UNREACHABLE, 0, why);
-		free(why);
-		job_done(jobs[i]);
-	}
-	return 0;
-}
-
-static void
-unavailable_put(struct job *j, const struct put_file *pf)
-{
-	(void)j;
-	(void)pf;
 }
 
 /*
@@ -387,6 +359,9 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 			r = -1;
 		free(b[t].jobs);
 	}
+	/* Rows no agent could take, over ssh now that its loop is free. */
+	if (agent_fallback(run) != 0)
+		r = -1;
 	window = outer;
 	return r;
 }

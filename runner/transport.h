@@ -45,6 +45,12 @@ struct job {
 	 * row has.
 	 */
 	int		 via;
+	/*
+	 * copy over the agent: put-file to this absolute path with this
+	 * mode; NULL: command and input are the put (put_command).
+	 */
+	const char	*put_path;
+	unsigned	 put_mode;
 	struct run	*run;		/* set by run_jobs, for job_done */
 };
 
@@ -123,6 +129,10 @@ void	local_put(struct job *, const struct put_file *);
 int	ssh_run(struct run *, struct job **, size_t);
 void	ssh_put(struct job *, const struct put_file *);
 void	ssh_cleanup(struct run *);
+int	agent_run(struct run *, struct job **, size_t);
+void	agent_put(struct job *, const struct put_file *);
+void	agent_close(struct run *);
+int	agent_fallback(struct run *);
 char	*put_command(const struct put_file *, int);
 
 #endif

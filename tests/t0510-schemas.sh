@@ -508,6 +508,21 @@ bad_hosts ram-too-small 'types: { t: }
 systems:
   vm: { type: t, hypervisor: { uri: "test:///default" }, machine: { ram: 1 } }'
 
+# Agent groups: every key of agent:, and fallback.
+good_hosts agent-group 'groups:
+  a:
+    transport: agent
+    agent: { port: 7710, key: runner.key, known-agents: known_agents }
+    fallback: ssh
+    connect-timeout: 5
+    hosts: [a-1]'
+bad_hosts agent-fallback-local 'groups:
+  a: { transport: agent, fallback: local, hosts: [a-1] }'
+bad_hosts agent-port-zero 'groups:
+  a: { transport: agent, agent: { port: 0 }, hosts: [a-1] }'
+bad_hosts agent-unknown-key 'groups:
+  a: { transport: agent, agent: { keyfile: k }, hosts: [a-1] }'
+
 shipped_pipelines=$(cd "$SRCDIR" && find pipelines -name "*.yaml" -o \
     -name "*.yml" | sort)
 shipped_hosts=$(cd "$SRCDIR" && ls hosts.d/*.yaml hosts.d/*.yml 2>/dev/null)

@@ -212,4 +212,38 @@ test_expect_success 'ssh: an unreachable host is freed as well' '
 	test_exit 3 vg -i jumpinv --timeout 5 j.yaml >out 2>err
 '
 
+# The agent transport: host 1 over its agent (ping, put-file, exec-input
+# with a secret, a deadline's kill), host 2 unpinned, so over ssh, whose
+# sshd is stopped above: unreachable.
+. "$SRCDIR/tests/lib-agent.sh"
+trap 'agent_stop_all; sshd_stop "$SSHD_DIR"' EXIT
+REOPS_AGENT_HEARTBEAT_MS=1000
+test_expect_success 'agent hosts: requests, a kill, fallback to ssh' '
+	agent_keys && chmod 600 runner.key &&
+	agent_start v1 "$(sshd_host_addr 1)" &&
+	vp=$(sed -e "s/.*://" v1.endpoint) &&
+	echo "$(sshd_host_addr 1):$vp $(cat agent.key.pub)" >known_agents &&
+	mkdir -p aginv &&
+	ssh_group ag 1 2 -- "transport: agent" "fallback: ssh" \
+	    "connect-timeout: 2" \
+	    "agent: { port: $vp, key: $TRASH/runner.key, known-agents: $TRASH/known_agents }" |
+	    sed -e "/transport: ssh/d" >aginv/ag.yaml &&
+	echo data >blob &&
+	cat >a.yaml <<-EOF &&
+	hosts: ag
+	params:
+	  token: { secret: true, env: T0900_TOKEN }
+	stages:
+	  - ping
+	  - copy: { src: blob, dest: "$TRASH/blob.\${target}" }
+	  - exec: "echo \${token} | wc -c"
+	  - exec: { command: "sleep 30", timeout: 1 }
+	EOF
+	T0900_TOKEN=abc test_exit 1 vg -i aginv --json a.yaml >out 2>err &&
+	json_get status out >got && printf "failed\nunreachable\n" >want &&
+	test_cmp want got &&
+	test_grep "running it over ssh instead" err &&
+	agent_stop v1
+'
+
 ssh_done
