@@ -224,8 +224,9 @@ print_plan(FILE *f, const struct pipeline *p, const struct target *t,
 }
 
 /*
- * --graph. A quoted DOT string of s: '"' and '\' escaped, a newline a
- * line break, other control bytes shown as \xNN, never raw. The text is
+ * --graph. A quoted DOT string of s: '"' and '\' escaped, '&' as "&amp;"
+ * (dot decodes entities), a newline a line break, other control bytes
+ * shown as \xNN, never raw. The text is
  * masked for secrets before it is escaped, so that a secret with a quote
  * in it is still found.
  */
@@ -242,6 +243,8 @@ dot_str(FILE *f, const char *s)
 	for (c = (const unsigned char *)b.data; c != NULL && *c != '\0'; c++) {
 		if (*c == '"' || *c == '\\')
 			fprintf(f, "\\%c", *c);
+		else if (*c == '&')	/* dot reads "&amp;" as "&" */
+			fputs("&amp;", f);
 		else if (*c == '\n')
 			fputs("\\n", f);
 		else if (*c < 0x20 || *c == 0x7f)
