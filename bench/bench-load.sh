@@ -5,6 +5,12 @@
 # temporary directory (never kept). A sanitizer build shows what one
 # realloc per element costs: ASan never grows a block in place.
 #
+# Then the graph cases (issue 9): 10,000 stages with `when` and row values
+# (`${row.stdout}`, or `${target}` where this build has no row values),
+# and one branch stage of 1,000 branches, each through --check and
+# --graph; and the runner's CPU per row per stage for 200 local rows
+# through a 4-way branch and its merge (skipped without a branch stage).
+#
 #   bench/bench-load.sh [REOPS_RUN] [RUNS]
 #
 # Use a build without sanitizers, e.g.
@@ -126,7 +132,7 @@ measure () {
 			cat "$work/err" >&2
 			exit 1
 		}
-		read -r secs kb <"$work/time"
+		read -r secs kb _ <"$work/time"
 		if [ -z "$best" ] || awk -v a="$secs" -v b="$best" \
 		    'BEGIN { exit !(a < b) }'; then
 			best=$secs
@@ -141,3 +147,140 @@ measure "10,000 stages, 3 hosts" "$work/small.d" "$work/big.yaml"
 measure "3 stages, 100,000 hosts" "$work/big.d" "$work/small.yaml"
 measure "10,000 stages, 100,000 hosts" "$work/big.d" "$work/big.yaml"
 measure "3 stages, 20,000 hosts in one group" "$work/flat.d" "$work/small.yaml"
+
+# The graph cases. measure_opt NAME OPTION INVENTORY PIPELINE: as measure,
+# with --check or --graph.
+measure_opt () {
+	best=
+	for _ in $(seq "$RUNS"); do
+		/usr/bin/time -f '%e %M' -o "$work/time" \
+		    "$REOPS_RUN" "$2" -i "$3" "$4" >/dev/null 2>"$work/err" || {
+			echo "bench-load: $1 failed:" >&2
+			cat "$work/err" >&2
+			exit 1
+		}
+		read -r secs kb _ <"$work/time"
+		if [ -z "$best" ] || awk -v a="$secs" -v b="$best" \
+		    'BEGIN { exit !(a < b) }'; then
+			best=$secs
+			best_kb=$kb
+		fi
+	done
+	printf '%-44s %6.2f s %7.1f MB\n' "$1 ($2)" "$best" \
+	    "$(awk -v k="$best_kb" 'BEGIN { print k / 1024 }')"
+}
+
+# Row values where this build has them.
+printf 'hosts: all\nstages:\n  - exec: echo x\n  - exec: echo ${row.stdout}\n' \
+    >"$work/rowval.yaml"
+if "$REOPS_RUN" --check -i "$work/small.d" "$work/rowval.yaml" \
+    >/dev/null 2>&1; then
+	rv='${row.stdout}'
+else
+	rv='${target}'
+	echo "note: this build has no \${row.X}; the when cases use \${target}"
+fi
+awk -v n="$STAGES" -v rv="$rv" 'BEGIN {
+	print "pipeline: when"
+	print "hosts: all"
+	print "stages:"
+	for (i = 0; i < n; i++) {
+		k = i % 4
+		if (k == 0)
+			printf "  - exec: echo %s %d\n    name: step %d\n", rv, i, i
+		else if (k == 1)
+			printf "  - exec: \"test -n %s\"\n    when: { column: stdout, match: \"^[a-z]+-%d$\" }\n", rv, i
+		else if (k == 2)
+			printf "  - exec: echo fixed %s\n    when: failed\n    serial: 5\n", rv
+		else
+			printf "  - exec: echo %s\n    when: { any: [ successful, { all: [ failed, { column: stderr, match: \"x%d\", invert: true } ] } ] }\n", rv, i
+	}
+}' >"$work/when.yaml"
+measure_opt "10,000 stages with when, 3 hosts" --check "$work/small.d" \
+    "$work/when.yaml"
+measure_opt "10,000 stages with when" --graph "$work/small.d" \
+    "$work/when.yaml"
+
+if ! "$REOPS_RUN" --list-stages | grep -q '^branch '; then
+	echo "skipped: this build has no branch stage (1,000 branches, CPU per row)"
+	exit 0
+fi
+
+awk -v n=1000 -v rv="$rv" 'BEGIN {
+	print "pipeline: branches"
+	print "hosts: all"
+	print "stages:"
+	print "  - exec: echo x"
+	print "  - branch:"
+	for (i = 0; i < n; i++) {
+		printf "      b%d:\n", i
+		printf "        when: { column: stdout, match: \"^%d$\" }\n", i
+		print  "        stages:"
+		printf "          - exec: echo %s %d\n", rv, i
+		print  "          - pick: successful"
+	}
+	print "  - pretty"
+}' >"$work/branches.yaml"
+measure_opt "1,000 branches, 3 hosts" --check "$work/small.d" \
+    "$work/branches.yaml"
+measure_opt "1,000 branches" --graph "$work/small.d" "$work/branches.yaml"
+
+# CPU per row per stage: 200 local rows. "flat": S stages in a row;
+# "branch": a 4-way branch (by the row's number mod 4) of S stages each,
+# then the merge. Each with exec "true" (the commands' CPU is in both and
+# cancels in the difference) and with pick (no command at all: all of it
+# is the runner's). user+sys of reops-run and its children, GNU time.
+ROWS=200
+S=10
+mkdir "$work/rows.d"
+awk -v n="$ROWS" 'BEGIN {
+	print "groups:\n  rows:\n    transport: local\n    hosts:"
+	for (i = 0; i < n; i++)
+		printf "      - row-%d\n", i
+}' >"$work/rows.d/00-rows.yaml"
+# gen KIND STAGE: flat or branch pipelines of S copies of STAGE.
+gen () {
+	awk -v kind="$1" -v st="$2" -v s="$S" 'BEGIN {
+		print "hosts: rows\nstages:"
+		if (kind == "flat") {
+			for (i = 0; i < s; i++)
+				printf "  - %s\n", st
+			exit
+		}
+		print "  - branch:"
+		for (b = 0; b < 4; b++) {
+			printf "      b%d:\n", b
+			printf "        when: { column: target, match: \"[%s]$\" }\n", \
+			    b == 0 ? "048" : b == 1 ? "159" : b == 2 ? "26" : "37"
+			print  "        stages:"
+			for (i = 0; i < s; i++)
+				printf "          - %s\n", st
+		}
+	}'
+}
+# cpu NAME PIPELINE: median user+sys of RUNS runs, in seconds.
+cpu () {
+	for _ in $(seq "$RUNS"); do
+		/usr/bin/time -f '%U %S' -o "$work/time" \
+		    "$REOPS_RUN" -q -f 64 -i "$work/rows.d" "$2" >/dev/null \
+		    2>"$work/err" || {
+			echo "bench-load: $1 failed:" >&2
+			cat "$work/err" >&2
+			exit 1
+		}
+		awk '{ print $1 + $2 }' "$work/time"
+	done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+for st in 'exec: "true"' 'pick: successful'; do
+	gen flat "$st" >"$work/flat.yaml"
+	gen branch "$st" >"$work/branch.yaml"
+	flat=$(cpu flat "$work/flat.yaml")
+	branch=$(cpu branch "$work/branch.yaml")
+	awk -v st="$st" -v f="$flat" -v b="$branch" -v r="$ROWS" -v s="$S" \
+	    'BEGIN {
+		printf "%s x %d, %d rows: flat %.3f s, 4-way branch %.3f s " \
+		    "(CPU, median); branch - flat: %.3f ms per row per stage; " \
+		    "branch alone: %.3f ms per row per stage\n", st, s, r, f, \
+		    b, (b - f) * 1000 / (r * s), b * 1000 / (r * s)
+	}'
+done
