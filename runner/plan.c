@@ -34,6 +34,39 @@ is_include(const struct stage *st)
 	return st->nsubs == 1 && st->subs[0].name == NULL;
 }
 
+/* Branches, not an include: their arguments are drawn as the branches. */
+static int
+is_branches(const struct stage *st)
+{
+	return st->nsubs > 0 && !is_include(st);
+}
+
+/* Some rows pass a branch stage by: none of its branches selects every row. */
+static int
+rows_pass_by(const struct stage *st)
+{
+	size_t	j;
+
+	for (j = 0; j < st->nsubs; j++)
+		if (st->subs[j].when != NULL &&
+		    st->subs[j].when->kind == WHEN_ANY_STATUS)
+			return 0;
+	return 1;
+}
+
+/* stage_describe, but a branch stage's arguments are its branches below. */
+static void
+describe(struct buf *b, const struct stage *st)
+{
+	if (!is_branches(st)) {
+		stage_describe(b, st);
+		return;
+	}
+	if (st->name != NULL)
+		buf_printf(b, "%s: ", st->name);
+	buf_adds(b, st->entry->name);
+}
+
 /* The number of sub-pipeline j of st: "2." (include) or "2.3." (branch). */
 static char *
 sub_number(const struct stage *st, const char *num, size_t j)
@@ -93,7 +126,7 @@ plan_subs(FILE *f, const struct stage *st, const char *num,
 		buf_free(&b);
 		free(sub);
 	}
-	if (st->nsubs > 0 && !is_include(st))
+	if (is_branches(st) && rows_pass_by(st))
 		fprintf(f, "  %-*s %s`- rows no branch selects pass through\n",
 		    w, "", tree);
 }
@@ -110,7 +143,7 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix,
 	for (i = 0; i < p->nstages; i++) {
 		st = &p->stages[i];
 		buf_init(&b);
-		stage_describe(&b, st);
+		describe(&b, st);
 		num = xasprintf("%s%zu", prefix, i + 1);
 		fprintf(f, "  %-*s %s%s  (%s:%d:%d)\n", w, num, tree, b.data,
 		    p->file, st->where->line, st->where->col);
@@ -327,7 +360,7 @@ graph_node(struct gstate *g, const char *id, const char *num,
 	/* stage_describe without the name is "KEY ARGS...": the args. */
 	bare = *st;
 	bare.name = NULL;
-	stage_describe(&t, &bare);
+	describe(&t, &bare);
 	if (t.len > klen + 1) {
 		buf_reset(&b);
 		buf_add(&b, t.data + klen + 1, t.len - klen - 1);
@@ -416,11 +449,11 @@ graph_stages(struct gstate *g, const struct pipeline *p,
 			for (j = 0; j < st->nsubs; j++) {
 				sid = xasprintf("%s_%zu", id, j + 1);
 				snum = xasprintf("%s.%zu.", num, j + 1);
+				/* The name on the cluster, the when on its edge. */
 				buf_init(&b);
 				when_describe(&b, st->subs[j].when);
-				cl = xasprintf("%s\nwhen: %s",
-				    st->subs[j].name != NULL ?
-				    st->subs[j].name : "", b.data);
+				cl = xstrdup(st->subs[j].name != NULL ?
+				    st->subs[j].name : "");
 				free(g->prev);
 				g->prev = xstrdup(id);
 				g->label = buf_steal(&b);
@@ -434,8 +467,10 @@ graph_stages(struct gstate *g, const struct pipeline *p,
 			}
 			free(g->prev);
 			g->prev = xstrdup(id);
-			g->label = xstrdup("rows no branch selects");
-			graph_edge(g, merge, "dashed");
+			if (rows_pass_by(st)) {
+				g->label = xstrdup("rows no branch selects");
+				graph_edge(g, merge, "dashed");
+			}
 			free(g->prev);
 			g->prev = merge;
 		}
