@@ -154,8 +154,8 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix,
 			    b.data);
 		}
 		if (st->serial > 0)
-			fprintf(f, "  %-*s %s  serial: %d rows at a time\n",
-			    w, "", tree, st->serial);
+			fprintf(f, "  %-*s %s  serial: %d row%s at a time\n",
+			    w, "", tree, st->serial, st->serial == 1 ? "" : "s");
 		if (st->entry->flags & STAGE_DESTRUCTIVE)
 			fprintf(f, "  %-*s %s  destructive: would %s (asks "
 			    "first; --yes when not on a terminal)\n", w, "",
