@@ -143,6 +143,11 @@ test_expect_success '--graph of a bad pipeline: the one error line, exit 2, no g
 	test_cmp /dev/null out
 '
 
+test_expect_success '--graph to a full disk: exit 4, said on stderr' '
+	test_exit 4 reops_run --graph inc.yaml >/dev/full 2>err &&
+	test_grep "^reops-run: standard output: No space left on device$" err
+'
+
 # A name, a pipeline name and an argument that try to end the DOT string
 # and add a node of their own.
 cat >hostile.yaml <<'YAML'
