@@ -106,6 +106,7 @@ plan_subs(FILE *f, const struct stage *st, const char *num,
 	struct buf	 b;
 	char		*sub, *kids;
 	size_t		 j;
+	int		 last;
 
 	for (j = 0; j < st->nsubs; j++) {
 		sub = sub_number(st, num, j);
@@ -115,11 +116,14 @@ plan_subs(FILE *f, const struct stage *st, const char *num,
 			    st->subs[j].p->file);
 			kids = xasprintf("%s   ", tree);
 		} else {
+			/* The last line closes the branches' tree. */
+			last = j + 1 == st->nsubs && !rows_pass_by(st);
 			when_describe(&b, st->subs[j].when);
-			fprintf(f, "  %-*s %s+- %s  when: %s\n", w, "", tree,
+			fprintf(f, "  %-*s %s%s %s  when: %s\n", w, "", tree,
+			    last ? "`-" : "+-",
 			    st->subs[j].name != NULL ? st->subs[j].name : "",
 			    b.data != NULL ? b.data : "");
-			kids = xasprintf("%s|  ", tree);
+			kids = xasprintf("%s%s", tree, last ? "   " : "|  ");
 		}
 		plan_stages(f, st->subs[j].p, sub, kids, w);
 		free(kids);

@@ -295,7 +295,10 @@ test_expect_success 'branch: with an any-status branch no row passes by' '
 	! grep "rows no branch selects" sum &&
 	test $(grep -c -- "-> merge" sum) = 2 &&
 	reops_run --check all.yaml >plan &&
-	test_grep "^ +\+- rest  when: any-status$" plan &&
+	test_grep "^ +\+- some  when: failed$" plan &&
+	test_grep "^  1\.1\.1 +\|  exec command=echo a " plan &&
+	test_grep "^ +\`- rest  when: any-status$" plan &&
+	test_grep "^  1\.2\.1 +   exec command=echo b " plan &&
 	! grep "rows no branch selects" plan
 '
 
