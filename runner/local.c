@@ -23,6 +23,8 @@
 #include "transport.h"
 
 #define KILL_GRACE_MS	1000
+/* How often a loop looks at run_interrupted when nothing happens. */
+#define INTERRUPT_POLL_MS	200
 /*
  * Descriptors a command takes from the run's budget while it starts
  * (its pipes, both ends, and room for one more pair) and how long to
@@ -433,6 +435,9 @@ local_run(struct run *run, struct job **jobs, size_t n)
 		/* Slots another transport gives back wake nobody here. */
 		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
 			wait_ms = HELD_BACK_MS;
+		/* In a thread (a branch's) no SIGINT ends the poll. */
+		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
+			wait_ms = INTERRUPT_POLL_MS;
 		if (poll(pfd, np, wait_ms) == -1 && errno != EINTR) {
 			log_warn("local commands: poll: %s", xstrerror(errno));
 			r = -1;

@@ -12,10 +12,11 @@
 #include "pipeline.h"
 #include "search.h"
 #include "secret.h"
+#include "virt.h"
 #include "when.h"
 
 static const char *const top_keys[] = { "pipeline", "description", "hosts",
-    "systems", "params", "stages", NULL };
+    "systems", "params", "serial", "max-fail", "stages", NULL };
 
 struct chain {
 	const char	*real;		/* realpath, for comparing */
@@ -96,8 +97,60 @@ mark_used(struct overrides *ov, const char *name, size_t len)
 }
 
 /*
- * Replaces ${name} in a scalar by the param's value. ${target} and
- * ${group} stay for expand_row; $${ is a literal ${.
+ * A ${row.COLUMN} at byte off of n: allowed only in the keys of the
+ * stage being loaded that expand it per row (row_keys); noted in the
+ * stage, where it is, for pipeline_check_rows.
+ */
+static int
+row_ref(struct pipeline *p, const struct node *n, size_t off,
+    const char *name, size_t len, struct err *e)
+{
+	struct stage		*st = p->row_stage;
+	const char *const	*k;
+	struct rowref		*ref;
+	struct buf		 keys;
+	int			 col = node_col_at(n, off), ok = 0, r;
+
+	if (len == 0)
+		return err_at(e, n->file, n->line, col, "'${row.}' names no "
+		    "column; write '${row.COLUMN}', such as '${row.stdout}'");
+	if (st == NULL)
+		return err_at(e, n->file, n->line, col, "'${row.%.*s}' can "
+		    "only be used in the arguments of a stage", (int)len,
+		    name);
+	for (k = st->entry->row_keys; k != NULL && *k != NULL; k++)
+		if (strcmp(*k, p->row_key) == 0)
+			ok = 1;
+	if (!ok) {
+		buf_init(&keys);
+		for (k = st->entry->row_keys; k != NULL && *k != NULL; k++)
+			buf_printf(&keys, "%s'%s'", keys.len ? ", " : "", *k);
+		if (keys.len == 0)
+			r = err_at(e, n->file, n->line, col, "'${row.%.*s}' "
+			    "cannot be used in '%s': stage '%s' takes no row "
+			    "values (its arguments are read once, at load)",
+			    (int)len, name, p->row_key, st->entry->name);
+		else
+			r = err_at(e, n->file, n->line, col, "'${row.%.*s}' "
+			    "cannot be used in '%s' of stage '%s', which is "
+			    "read once, at load; row values go in %s",
+			    (int)len, name, p->row_key, st->entry->name,
+			    keys.data);
+		buf_free(&keys);
+		return r;
+	}
+	st->rowrefs = xgrow(st->rowrefs, st->nrowrefs, sizeof *st->rowrefs);
+	ref = &st->rowrefs[st->nrowrefs++];
+	ref->column = doc_strdup(p->doc, name, len);
+	ref->file = n->file;
+	ref->line = n->line;
+	ref->col = col;
+	return 0;
+}
+
+/*
+ * Replaces ${name} in a scalar by the param's value. ${target},
+ * ${group} and ${row.COLUMN} stay for expand_row; $${ is a literal ${.
  */
 static int
 expand_scalar(struct pipeline *p, struct node *n, struct err *e)
@@ -134,6 +187,19 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 		quote = len > 2 && strncmp(end - 2, ":q", 2) == 0;
 		if (quote)
 			len -= 2;
+		if (len >= 4 && strncmp(s + 2, "row.", 4) == 0) {
+			if (row_ref(p, n, (size_t)(s - n->str), s + 6,
+			    len - 4, e) != 0) {
+				buf_free(&b);
+				return -1;
+			}
+			/* Always one quoted word in a command: no ':q'. */
+			buf_add(&b, s, len + 2);
+			buf_addc(&b, '}');
+			s = end + 1;
+			changed |= quote;
+			continue;
+		}
 		if (row_variable(s + 2, len)) {
 			/* Target and group names are shell words already. */
 			buf_adds(&b, "${");
@@ -175,6 +241,14 @@ expand_scalar(struct pipeline *p, struct node *n, struct err *e)
 			    node_col_at(n, (size_t)(s - n->str)), "secret "
 			    "parameter '${%s}' may only be used in the command "
 			    "of an exec stage", v->name);
+		}
+		if (!v->secret && v->value != NULL &&
+		    has_row_value(v->value)) {
+			buf_free(&b);
+			return err_at(e, n->file, n->line,
+			    node_col_at(n, (size_t)(s - n->str)), "parameter "
+			    "'${%s}' holds '${row.'; write row values in the "
+			    "stage's arguments, not in parameters", v->name);
 		}
 		/* A secret's reference is one quoted word already. */
 		if (v->secret) {
@@ -228,12 +302,19 @@ secret_expand_tree(struct pipeline *p, const struct stage_entry *ent,
 {
 	struct node	*cmd;
 	char		*s;
+	size_t		 i;
 	int		 r;
 
 	cmd = ent->secret_key != NULL ? node_get(v, ent->secret_key) : NULL;
 	p->secret_ok = cmd;
 	p->secret_used = 0;
-	r = expand_tree(p, v, e);
+	/* Each key by itself: row values are allowed in some only. */
+	r = 0;
+	for (i = 0; i < map_nkeys(v) && r == 0; i++) {
+		p->row_key = map_key(v, i)->str;
+		r = expand_tree(p, map_val(v, i), e);
+	}
+	p->row_key = NULL;
 	if (r == 0 && p->secret_used) {
 		s = xasprintf("%s%s", SECRET_PREAMBLE, cmd->str);
 		cmd->len = strlen(s);
@@ -350,6 +431,9 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 
 	if (node_is_null(v))
 		v = NULL;
+	else if (ent->keys == NULL && v->type != NODE_MAP)
+		return node_err(e, v, "stage '%s' takes a mapping, not a %s",
+		    ent->name, node_type_name(v));
 	else if (v->type != NODE_MAP) {
 		k = ent->shorthand != NULL ? find_key(ent, ent->shorthand) :
 		    NULL;
@@ -366,15 +450,21 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 		v = shorthand_map(p, ent->shorthand, v);
 	}
 	st->args = v;
+	if (ent->keys == NULL)
+		return 0;	/* names of the user's: the load hook's */
 	if (v != NULL) {
 		for (k = ent->keys; k->name != NULL && n < nitems(allowed) - 1;
 		    k++)
 			allowed[n++] = k->name;
 		allowed[n] = NULL;
 		snprintf(what, sizeof what, "stage '%s'", ent->name);
+		p->row_stage = st;
 		if (node_check_keys(v, allowed, what, e) != 0 ||
-		    secret_expand_tree(p, ent, v, e) != 0)
+		    secret_expand_tree(p, ent, v, e) != 0) {
+			p->row_stage = NULL;
 			return -1;
+		}
+		p->row_stage = NULL;
 		for (i = 0; i < map_nkeys(v); i++) {
 			k = find_key(ent, map_key(v, i)->str);
 			if (check_arg_type(st, k, map_val(v, i), e) != 0)
@@ -632,6 +722,9 @@ load_stage(struct pipeline *p, struct stage *st, struct node *item,
 		return node_err(e, name, "stage '%s' does not run on %s; it "
 		    "works on %s", ent->name, kind_word(p->kind),
 		    kind_word(!p->kind));
+	if (st->when != NULL && (ent->flags & STAGE_TABLE))
+		return node_err(e, st->when->where, "stage '%s' takes no "
+		    "'when': it works on the whole table", ent->name);
 	if (stage_args(p, st, v, e) != 0)
 		return -1;
 	ctx.ov = ov;
@@ -716,6 +809,11 @@ load_param(struct pipeline *p, const struct node *k, const struct node *v,
 		secret = 1;
 	if (secret && val != NULL)
 		return secret_in_file(e, val, k->str);
+	if (val != NULL && has_row_value(val->str))
+		return err_at(e, val->file, val->line, node_col_at(val,
+		    (size_t)(strstr(val->str, "${row.") - val->str)),
+		    "parameter '%s' holds '${row.'; write row values in the "
+		    "stage's arguments, not in parameters", k->str);
 	if (value == NULL && val != NULL)
 		value = val->str;
 	if (value == NULL && old != NULL)
@@ -885,6 +983,117 @@ load_selector(struct pipeline *p, struct node *root, int inherited,
 	    &p->sel, e);
 }
 
+/*
+ * "N" or "N%", digits only: 0; -1 when it is neither, -2 when N is too
+ * large.
+ */
+static int
+batch_spec_parse(const struct node *n, struct batch_spec *b)
+{
+	const char	*s;
+	char		*end;
+	unsigned long	 v;
+
+	if (n->type != NODE_SCALAR || n->str[0] < '0' || n->str[0] > '9')
+		return -1;
+	s = n->str;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if ((b->percent = *end == '%'))
+		end++;
+	if (*end != '\0')
+		return -1;
+	if (errno != 0 || v > INT_MAX)
+		return -2;
+	b->n = (int)v;
+	return 0;
+}
+
+static int
+serial_item(const struct node *n, struct batch_spec *b, struct err *e)
+{
+	switch (batch_spec_parse(n, b)) {
+	case -1:
+		if (n->type != NODE_SCALAR)
+			return node_err(e, n, "'serial' takes a number of "
+			    "rows, a percentage such as '25%%' or a list of "
+			    "them, not a %s", node_type_name(n));
+		return node_err(e, n, "'serial' takes a number of rows, a "
+		    "percentage such as '25%%' or a list of them, not '%s'",
+		    n->str);
+	case -2:
+		return node_err(e, n, "'serial' of '%s' rows is too large",
+		    n->str);
+	}
+	if (b->n == 0 && !b->percent)
+		return node_err(e, n, "'serial' must be at least 1 row, not "
+		    "'0'");
+	if (b->percent && (b->n < 1 || b->n > 100))
+		return node_err(e, n, "'serial' must be from 1%% to 100%% of "
+		    "the rows, not '%s'", n->str);
+	return 0;
+}
+
+/*
+ * serial: N | N% | [N, N%, ...] and max-fail: N | N%, as Ansible's
+ * serial and max_fail_percentage (see reops-pipeline(5)). Params expand
+ * in both, so that --set can size the batches.
+ */
+static int
+load_serial(struct pipeline *p, struct node *root, struct err *e)
+{
+	struct node	*serial, *maxfail;
+	size_t		 i;
+
+	serial = node_get(root, "serial");
+	maxfail = node_get(root, "max-fail");
+	if (serial == NULL) {
+		if (maxfail != NULL)
+			return node_err(e, second_key(root, "max-fail",
+			    "max-fail"), "'max-fail' needs 'serial': without "
+			    "batches every row runs at once");
+		return 0;
+	}
+	if (expand_tree(p, serial, e) != 0 ||
+	    (maxfail != NULL && expand_tree(p, maxfail, e) != 0))
+		return -1;
+	p->serial_where = serial;
+	if (serial->type == NODE_SEQ) {
+		if (serial->nkids == 0)
+			return node_err(e, serial, "'serial' is an empty list; "
+			    "give one batch size or more");
+		p->nserial = serial->nkids;
+		p->serial = doc_alloc(p->doc, p->nserial * sizeof *p->serial);
+		for (i = 0; i < serial->nkids; i++)
+			if (serial_item(serial->kids[i], &p->serial[i], e) != 0)
+				return -1;
+	} else {
+		p->nserial = 1;
+		p->serial = doc_alloc(p->doc, sizeof *p->serial);
+		if (serial_item(serial, p->serial, e) != 0)
+			return -1;
+	}
+	if (maxfail == NULL)
+		return 0;
+	switch (batch_spec_parse(maxfail, &p->max_fail)) {
+	case -1:
+		if (maxfail->type != NODE_SCALAR)
+			return node_err(e, maxfail, "'max-fail' takes a number "
+			    "of rows or a percentage such as '10%%', not a %s",
+			    node_type_name(maxfail));
+		return node_err(e, maxfail, "'max-fail' takes a number of "
+		    "rows or a percentage such as '10%%', not '%s'",
+		    maxfail->str);
+	case -2:
+		return node_err(e, maxfail, "'max-fail' of '%s' rows is too "
+		    "large", maxfail->str);
+	}
+	if (p->max_fail.percent && p->max_fail.n > 100)
+		return node_err(e, maxfail, "'max-fail' must be from 0%% to "
+		    "100%% of the rows, not '%s'", maxfail->str);
+	return 0;
+}
+
 /* "a.yaml -> b.yaml" from the file that is included again down to up. */
 static void
 cycle_chain(struct buf *b, const struct chain *c, const char *real)
@@ -896,6 +1105,71 @@ cycle_chain(struct buf *b, const struct chain *c, const char *real)
 		buf_adds(b, " -> ");
 	}
 	buf_adds(b, c->shown);
+}
+
+/* "failed", "failed or unreachable": the statuses of a mask. */
+static void
+status_words(struct buf *b, unsigned mask)
+{
+	static const int order[] = { ST_OK, ST_FAILED, ST_UNREACHABLE,
+	    ST_SKIPPED };
+	size_t		 i, n = 0, k = 0;
+
+	for (i = 0; i < nitems(order); i++)
+		n += (mask >> order[i]) & 1;
+	for (i = 0; i < nitems(order); i++) {
+		if (!((mask >> order[i]) & 1))
+			continue;
+		if (k > 0)
+			buf_adds(b, k + 1 == n ? " or " : ", ");
+		buf_adds(b, order[i] == ST_OK ? "successful" :
+		    status_name((enum row_status)order[i]));
+		k++;
+	}
+}
+
+/*
+ * After a stage that passes on rows of some statuses only (pick: failed),
+ * the next stage that runs on rows must be able to select one of them:
+ * else it runs on none, which is never what was meant. Output stages
+ * pass the table on and are looked past.
+ */
+static int
+check_keeps(const struct pipeline *p, struct err *e)
+{
+	const struct stage	*st, *next = NULL;
+	struct buf		 runs, kept;
+	unsigned		 mask;
+	size_t			 i, j;
+	int			 r;
+
+	for (i = 0; i < p->nstages; i++) {
+		st = &p->stages[i];
+		if (st->entry->keeps == NULL)
+			continue;
+		mask = st->entry->keeps(st);
+		for (j = i + 1; j < p->nstages; j++)
+			if (!((next = &p->stages[j])->entry->flags &
+			    STAGE_OUTPUT))
+				break;
+		if (j == p->nstages || (next->entry->flags & STAGE_TABLE) ||
+		    (when_statuses(next->when) & mask) != 0)
+			continue;
+		buf_init(&runs);
+		buf_init(&kept);
+		when_describe(&runs, next->when);
+		status_words(&kept, mask);
+		r = node_err(e, next->when != NULL ? next->when->where :
+		    next->where, "stage '%s' runs on %s rows and '%s' (line %d) "
+		    "kept only %s rows; add 'when: %s' to run on the rows it "
+		    "kept", stage_name(next), runs.data,
+		    stage_name(st), st->where->line, kept.data,
+		    (mask & (mask - 1)) == 0 ? kept.data : "any-status");
+		buf_free(&runs);
+		buf_free(&kept);
+		return r;
+	}
+	return 0;
 }
 
 static int
@@ -979,7 +1253,8 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 		p->description = v->str;
 	}
 	if (load_params(p, root, parent, incparams, ov, e) != 0 ||
-	    load_selector(p, root, inherited, e) != 0)
+	    load_selector(p, root, inherited, e) != 0 ||
+	    load_serial(p, root, e) != 0)
 		goto out;
 	if ((stages = node_get(root, "stages")) == NULL) {
 		node_err(e, root, "a pipeline needs 'stages'");
@@ -1006,6 +1281,8 @@ load_file(const char *path, struct overrides *ov, const struct scope *parent,
 		    e) != 0)
 			goto out;
 	}
+	if (check_keeps(p, e) != 0)
+		goto out;
 	r = 0;
 out:
 	free(real);
@@ -1021,7 +1298,275 @@ int
 pipeline_load(const char *path, struct overrides *ov, struct pipeline **out,
     struct err *e)
 {
-	return load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e);
+	struct columns	cols;
+	int		r;
+
+	if (load_file(path, ov, NULL, NULL, -1, NULL, NULL, out, e) != 0)
+		return -1;
+	columns_fixed(&cols, (*out)->kind);
+	r = pipeline_check_rows(*out, &cols, e);
+	columns_free(&cols);
+	if (r != 0) {
+		pipeline_free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+/* The columns every row has: what the runner fills, and a system's. */
+static const char *const fixed_columns[] = { "target", "kind", "group",
+    "status", "code", "stdout", "stderr", "duration_ms", NULL };
+
+void
+columns_fixed(struct columns *c, int kind)
+{
+	const char *const	*n;
+
+	memset(c, 0, sizeof *c);
+	for (n = fixed_columns; *n != NULL; n++)
+		columns_add(c, *n);
+	if (kind == SEL_SYSTEMS)
+		for (n = virt_columns; *n != NULL; n++)
+			columns_add(c, *n);
+}
+
+int
+columns_has(const struct columns *c, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* name must live as long as c (a stage table's, or a loaded file's). */
+void
+columns_add(struct columns *c, const char *name)
+{
+	if (columns_has(c, name))
+		return;
+	c->names = xgrow(c->names, c->n, sizeof *c->names);
+	c->names[c->n++] = name;
+}
+
+void
+columns_copy(struct columns *to, const struct columns *from)
+{
+	size_t	i;
+
+	memset(to, 0, sizeof *to);
+	for (i = 0; i < from->n; i++)
+		columns_add(to, from->names[i]);
+}
+
+void
+columns_free(struct columns *c)
+{
+	free(c->names);
+	memset(c, 0, sizeof *c);
+}
+
+static void
+add_column(void *arg, const char *name)
+{
+	columns_add(arg, name);
+}
+
+struct later {
+	const char	*want;
+	int		 found;
+};
+
+static void
+find_column(void *arg, const char *name)
+{
+	struct later	*l = arg;
+
+	if (strcmp(l->want, name) == 0)
+		l->found = 1;
+}
+
+/*
+ * The error for a column that cannot exist at stage at of p: what names
+ * the place ("'${row.x}'", "'when'"); a later stage that adds it, else
+ * the nearest name, else all the names, says what to do.
+ */
+static int
+unknown_column(const struct pipeline *p, size_t at, const char *name,
+    const char *what, int rowform, const char *file, int line, int col,
+    const struct columns *c, struct err *e)
+{
+	const struct stage	*st;
+	struct later		 l;
+	struct buf		 all;
+	const char		*near;
+	size_t			 i;
+	int			 r;
+
+	l.want = name;
+	for (i = at + 1; i < p->nstages; i++) {
+		st = &p->stages[i];
+		l.found = 0;
+		stage_columns(st, find_column, &l);
+		if (l.found)
+			return err_at(e, file, line, col, "column '%s' of %s "
+			    "does not exist yet: stage '%s' at line %d adds it, "
+			    "after this one", name, what, stage_name(st),
+			    st->where->line);
+	}
+	if ((near = closest_name(name, c->names, c->n)) != NULL)
+		return err_at(e, file, line, col, "unknown column '%s' in "
+		    "%s; did you mean '%s%s%s'?", name, what, rowform ?
+		    "${row." : "", near, rowform ? "}" : "");
+	buf_init(&all);
+	for (i = 0; i < c->n; i++)
+		buf_printf(&all, "%s%s", i ? ", " : "", c->names[i]);
+	r = err_at(e, file, line, col, "unknown column '%s' in %s; the "
+	    "columns here are %s", name, what, all.data);
+	buf_free(&all);
+	return r;
+}
+
+static int
+unknown_row_value(const struct pipeline *p, size_t at,
+    const struct rowref *ref, const struct columns *c, struct err *e)
+{
+	char	*what;
+	int	 r;
+
+	what = xasprintf("'${row.%s}'", ref->column);
+	r = unknown_column(p, at, ref->column, what, 1, ref->file, ref->line,
+	    ref->col, c, e);
+	free(what);
+	return r;
+}
+
+/* when_columns' callback: the first column of a 'when' that is not there. */
+struct when_check {
+	const struct columns	*c;
+	const char		*name;
+	const struct node	*where;
+};
+
+static void
+check_when_column(void *arg, const char *name, const struct node *where)
+{
+	struct when_check	*wc = arg;
+
+	if (wc->name == NULL && !columns_has(wc->c, name)) {
+		wc->name = name;
+		wc->where = where;
+	}
+}
+
+static int
+check_when(const struct pipeline *p, size_t at, const struct when *w,
+    const struct columns *c, struct err *e)
+{
+	struct when_check	 wc = { c, NULL, NULL };
+	const struct node	*n;
+
+	when_columns(w, check_when_column, &wc);
+	if (wc.name == NULL)
+		return 0;
+	/* At the column's own value, when the selector has one. */
+	n = wc.where;
+	if (n != NULL && n->type == NODE_MAP && node_get(n, "column") != NULL)
+		n = node_get(n, "column");
+	return unknown_column(p, at, wc.name, "'when'", 0, n->file, n->line,
+	    n->col, c, e);
+}
+
+/*
+ * Every ${row.COLUMN} names a column that can exist when its stage runs:
+ * one of c, which holds the columns at the pipeline's start, or one an
+ * earlier stage adds. A stage's sub-pipelines (an include, each branch)
+ * start with the columns at that stage, and after it come all that any
+ * of them adds. On return c holds the columns at the pipeline's end.
+ */
+int
+pipeline_check_rows(const struct pipeline *p, struct columns *c,
+    struct err *e)
+{
+	const struct stage	*st;
+	struct columns		 in, added;
+	size_t			 i, j, k;
+	int			 r = 0;
+
+	for (i = 0; i < p->nstages; i++) {
+		st = &p->stages[i];
+		if (check_when(p, i, st->when, c, e) != 0)
+			return -1;
+		for (j = 0; j < st->nrowrefs; j++)
+			if (!columns_has(c, st->rowrefs[j].column))
+				return unknown_row_value(p, i, &st->rowrefs[j],
+				    c, e);
+		memset(&added, 0, sizeof added);
+		for (j = 0; j < st->nsubs && r == 0; j++) {
+			if ((r = check_when(p, i, st->subs[j].when, c, e)) != 0)
+				break;
+			columns_copy(&in, c);
+			r = pipeline_check_rows(st->subs[j].p, &in, e);
+			for (k = 0; k < in.n; k++)
+				columns_add(&added, in.names[k]);
+			columns_free(&in);
+		}
+		for (k = 0; k < added.n; k++)
+			columns_add(c, added.names[k]);
+		columns_free(&added);
+		if (r != 0)
+			return -1;
+		stage_columns(st, add_column, c);
+	}
+	return 0;
+}
+
+/*
+ * A stage's load hook loads a list of stages written in its arguments (a
+ * branch's) as a pipeline of its own, which shares the parent's file and
+ * doc, its params, kind and include chain.
+ */
+int
+pipeline_load_inline(struct pipeline *parent, const struct node *stages,
+    struct load_ctx *ctx, struct pipeline **out, struct err *e)
+{
+	struct pipeline	*p;
+	size_t		 i;
+
+	*out = NULL;
+	if (stages->type != NODE_SEQ || stages->nkids == 0)
+		return node_err(e, stages, "'stages' must be a list of one or "
+		    "more stages, not %s", node_is_null(stages) ? "nothing" :
+		    stages->type == NODE_SEQ ? "an empty list" :
+		    node_type_name(stages));
+	p = xcalloc(1, sizeof *p);
+	p->parent = parent;
+	p->doc = parent->doc;
+	p->file = parent->file;
+	p->kind = parent->kind;
+	p->ov = parent->ov;
+	p->params = xcalloc(parent->nparams + 1, sizeof *p->params);
+	if (parent->nparams > 0)
+		memcpy(p->params, parent->params, parent->nparams *
+		    sizeof *p->params);
+	p->nparams = parent->nparams;
+	p->stages = xcalloc(stages->nkids, sizeof *p->stages);
+	for (i = 0; i < stages->nkids; i++) {
+		p->nstages = i + 1;
+		if (load_stage(p, &p->stages[i], stages->kids[i], ctx->ov,
+		    ctx->chain, e) != 0) {
+			pipeline_free(p);
+			return -1;
+		}
+	}
+	if (check_keeps(p, e) != 0) {
+		pipeline_free(p);
+		return -1;
+	}
+	*out = p;
+	return 0;
 }
 
 void
@@ -1041,12 +1586,62 @@ pipeline_free(struct pipeline *p)
 		}
 		free(p->stages[i].subs);
 		when_free(p->stages[i].when);
+		free(p->stages[i].rowrefs);
 	}
 	free(p->stages);
 	free(p->params);
 	selector_free(&p->sel);
-	doc_free(p->doc);
+	if (p->parent == NULL)
+		doc_free(p->doc);
 	free(p);
+}
+
+/*
+ * The batch sizes for nrows rows, as Ansible splits them: each of
+ * 'serial' in turn, the last repeating; N% is of all the rows, rounded
+ * down as Ansible computes it (in floating point), and at least 1.
+ * Without 'serial', one batch of them all. *sizes is the caller's to free.
+ */
+size_t
+pipeline_batches(const struct pipeline *p, size_t nrows, size_t **sizes)
+{
+	const struct batch_spec	*b;
+	size_t			*s = NULL, n = 0, left = nrows, size, k = 0;
+
+	while (left > 0) {
+		if (p->nserial == 0)
+			size = left;
+		else {
+			b = &p->serial[k];
+			if (!b->percent)
+				size = (size_t)b->n;
+			else if ((size = (size_t)((double)b->n / 100.0 *
+			    (double)nrows)) == 0)
+				size = 1;
+			if (k + 1 < p->nserial)
+				k++;
+		}
+		if (size > left)
+			size = left;
+		s = xgrow(s, n, sizeof *s);
+		s[n++] = size;
+		left -= size;
+	}
+	*sizes = s;
+	return n;
+}
+
+/*
+ * How many of nrows rows may fail or be unreachable before no further
+ * batch starts: max-fail N, or N% of them rounded down (more than N% of
+ * the rows is more than that many).
+ */
+size_t
+pipeline_max_fail(const struct pipeline *p, size_t nrows)
+{
+	if (!p->max_fail.percent)
+		return (size_t)p->max_fail.n;
+	return (size_t)((unsigned long long)p->max_fail.n * nrows / 100);
 }
 
 int

@@ -19,6 +19,12 @@ struct param {
 
 struct overrides;
 
+/* A batch size or a failure limit: n rows, or n percent of them. */
+struct batch_spec {
+	int		 n;
+	int		 percent;
+};
+
 struct pipeline {
 	struct doc	*doc;
 	const char	*file;
@@ -32,8 +38,15 @@ struct pipeline {
 	struct stage	*stages;
 	size_t		 nstages;
 	struct overrides *ov;
+	const struct pipeline *parent;	/* inline (a branch's): its doc */
 	const struct node *secret_ok;	/* the node a secret may be used in */
 	int		 secret_used;	/* ... and was */
+	struct batch_spec *serial;	/* batch sizes; NULL: no batches */
+	size_t		 nserial;
+	struct batch_spec max_fail;	/* with serial: rows that may fail */
+	const struct node *serial_where; /* 'serial:', for messages */
+	struct stage	*row_stage;	/* whose arguments are expanded */
+	const char	*row_key;	/* ... under which key */
 };
 
 #define SEL_HOSTS	0
@@ -60,7 +73,30 @@ int	pipeline_load(const char *, struct overrides *, struct pipeline **,
 int	pipeline_load_sub(struct pipeline *, struct stage *,
 	    const struct node *, const struct node *, struct load_ctx *,
 	    struct err *);
+int	pipeline_load_inline(struct pipeline *, const struct node *,
+	    struct load_ctx *, struct pipeline **, struct err *);
 void	pipeline_free(struct pipeline *);
+
+/*
+ * The columns that can exist at a point of a pipeline, for checking its
+ * ${row.COLUMN}s: pipeline_check_rows takes those at its start (the fixed
+ * ones of columns_fixed, or those at a stage that runs sub-pipelines)
+ * and leaves those at its end. Names are not copied.
+ */
+struct columns {
+	const char	**names;
+	size_t		  n;
+};
+
+void	columns_fixed(struct columns *, int);
+void	columns_add(struct columns *, const char *);
+int	columns_has(const struct columns *, const char *);
+void	columns_copy(struct columns *, const struct columns *);
+void	columns_free(struct columns *);
+int	pipeline_check_rows(const struct pipeline *, struct columns *,
+	    struct err *);
 int	pipeline_destructive(const struct pipeline *);
+size_t	pipeline_batches(const struct pipeline *, size_t, size_t **);
+size_t	pipeline_max_fail(const struct pipeline *, size_t);
 
 #endif

@@ -221,6 +221,13 @@ progress_free(struct progress *p)
 	free(p);
 }
 
+/* Whether it writes a line per row (-v); a branch's lanes do the same. */
+int
+progress_verbose(const struct progress *p)
+{
+	return p != NULL && p->verbose;
+}
+
 void
 progress_stage_begin(struct progress *p, const char *stage)
 {

@@ -13,6 +13,7 @@ struct row;
 /* live: draw the line (stderr is a terminal); verbose: a line per row. */
 struct progress	*progress_new(int, int);
 void		 progress_free(struct progress *);
+int		 progress_verbose(const struct progress *);
 void		 progress_stage_begin(struct progress *, const char *);
 void		 progress_stage_end(struct progress *);
 void		 progress_add(struct progress *, size_t);

@@ -341,7 +341,7 @@ list_stages_json(void)
 		else
 			printf("null");
 		printf(",\"keys\":[");
-		for (k = ent->keys; k->name != NULL; k++) {
+		for (k = ent->keys; k != NULL && k->name != NULL; k++) {
 			printf("%s{\"name\":", k != ent->keys ? "," : "");
 			json_str(k->name);
 			printf(",\"type\":\"%s\",\"required\":%s}",
@@ -714,7 +714,9 @@ main(int argc, char **argv)
 		}
 		table_free(t);
 	}
-	if (status == EXIT_OK && run.saw_failed)
+	if (status == EXIT_OK && run.undelivered)
+		status = EXIT_UNDELIVERED;
+	else if (status == EXIT_OK && run.saw_failed)
 		status = EXIT_FAILED;
 	else if (status == EXIT_OK && run.saw_unreachable)
 		status = EXIT_UNREACH;

@@ -146,27 +146,97 @@ run_note(struct run *run, const struct table *t)
 	}
 }
 
+/*
+ * Runs one stage on the rows it selects (stage_selects): a stage that
+ * takes the whole table gets it; any other gets a table of the rows it
+ * selects, the very rows, so what it does lands in t; the others pass
+ * through untouched. A selector that gives up on a row fails that row.
+ */
+static int
+run_selected(struct run *run, struct stage *st, stage_fn fn,
+    struct table *t)
+{
+	struct table	*v;
+	char		 why[256];
+	size_t		 i, j;
+	int		 r, sel;
+
+	if (st->entry->flags & STAGE_TABLE)
+		return fn(run, st, t);
+	v = table_new();
+	v->pipeline = t->pipeline;
+	v->rows = xcalloc(t->n + 1, sizeof *v->rows);
+	v->cap = t->n + 1;
+	for (i = 0; i < t->n; i++) {
+		why[0] = '\0';
+		sel = stage_selects(st, t->rows[i], why, sizeof why);
+		if (sel < 0) {
+			t->rows[i]->status = ST_FAILED;
+			if (t->rows[i]->code == 0)
+				t->rows[i]->code = 1;
+			buf_printf(&t->rows[i]->err, "reops-run: 'when' of "
+			    "stage '%s' gave up: %s (it backtracks too much; "
+			    "simplify it)\n", stage_name(st), why);
+		} else if (sel)
+			v->rows[v->n++] = t->rows[i];
+	}
+	if (v->n == t->n) {
+		/* All of them: the stage adds its columns to t itself. */
+		v->n = 0;
+		table_free(v);
+		return fn(run, st, t);
+	}
+	for (i = 0; i < t->ncols; i++) {
+		v->cols = xgrow(v->cols, v->ncols, sizeof *v->cols);
+		v->cols[v->ncols++] = xstrdup(t->cols[i]);
+	}
+	r = fn(run, st, v);
+	/* The columns it added, after t's own. */
+	for (i = t->ncols; i < v->ncols; i++) {
+		for (j = 0; j < t->ncols; j++)
+			if (strcmp(t->cols[j], v->cols[i]) == 0)
+				break;
+		if (j == t->ncols) {
+			t->cols = xgrow(t->cols, t->ncols, sizeof *t->cols);
+			t->cols[t->ncols++] = xstrdup(v->cols[i]);
+		}
+	}
+	v->n = 0;	/* the rows are t's */
+	table_free(v);
+	return r;
+}
+
+/* One stage on the table; 0, or -1 after an internal error. */
+int
+run_stage(struct run *run, struct stage *st, struct table *t)
+{
+	stage_fn	 fn;
+	int		 r, serial;
+
+	fn = st->owner->kind == SEL_SYSTEMS ? st->entry->system :
+	    st->entry->host;
+	log_debug("%s:%d:%d: stage '%s' on %zu rows", st->owner->file,
+	    st->where->line, st->where->col, stage_name(st), t->n);
+	progress_stage_begin(run->progress, stage_name(st));
+	serial = forks_serial_push(st->serial);
+	r = run_selected(run, st, fn, t);
+	forks_serial_pop(serial);
+	progress_stage_end(run->progress);
+	run_note(run, t);
+	return r != 0 ? -1 : 0;
+}
+
 int
 run_pipeline(struct run *run, struct pipeline *p, struct table *t)
 {
-	struct stage	*st;
-	stage_fn	 fn;
 	size_t		 i;
-	int		 r;
 
-	for (i = 0; i < p->nstages && !run_interrupted; i++) {
-		st = &p->stages[i];
-		fn = p->kind == SEL_SYSTEMS ? st->entry->system :
-		    st->entry->host;
-		log_debug("%s:%d:%d: stage '%s' on %zu rows", p->file,
-		    st->where->line, st->where->col, stage_name(st), t->n);
-		progress_stage_begin(run->progress, stage_name(st));
-		r = fn(run, st, t);
-		progress_stage_end(run->progress);
-		run_note(run, t);
-		if (r != 0)
+	/* 'serial:' runs the stages batch after batch: serial.c. */
+	if (p->nserial > 0)
+		return run_batches(run, p, t);
+	for (i = 0; i < p->nstages && !run_interrupted; i++)
+		if (run_stage(run, &p->stages[i], t) != 0)
 			return -1;
-	}
 	return 0;
 }
 
@@ -190,34 +260,48 @@ run_row_done(struct run *run, const struct row *r)
 }
 
 /*
- * Runs a command on every row that is still ok; rows that failed or were
- * unreachable earlier pass through unchanged, as in an Ansible play.
+ * Runs a command on every row of t: the rows the stage selects
+ * (run_stage); the others pass by it unchanged, as in an Ansible play.
  * after, when given, reads each answer of a row that ran (into columns).
  */
 int
 run_commands(struct run *run, struct stage *st, struct table *t,
-    void (*build)(struct buf *, struct stage *, const struct row *),
+    int (*build)(struct buf *, struct stage *, const struct row *,
+    struct buf *),
     void (*after)(struct table *, struct row *))
 {
 	struct job	*jobs;
-	struct buf	 cmd, *in;
+	struct buf	 cmd, why, *in;
+	const char	*tmpl;
 	size_t		 i, n = 0;
 	int		 r, timeout;
 
 	timeout = (int)stage_int(st, "timeout", 0);
+	/*
+	 * Which secrets a command uses is read from what the author wrote,
+	 * never from the command: a row value that spells a secret's
+	 * reference must not have it sent to the host.
+	 */
+	tmpl = st->entry->secret_key != NULL ?
+	    stage_str(st, st->entry->secret_key, NULL) : NULL;
 	jobs = xcalloc(t->n, sizeof *jobs);
 	in = xcalloc(t->n, sizeof *in);
 	for (i = 0; i < t->n; i++) {
-		if (t->rows[i]->status != ST_OK)
-			continue;
 		buf_init(&cmd);
-		build(&cmd, st, t->rows[i]);
+		buf_init(&why);
+		if (build(&cmd, st, t->rows[i], &why) != 0) {
+			run_row_refused(run, st, t->rows[i], why.data);
+			buf_free(&why);
+			buf_free(&cmd);
+			continue;
+		}
+		buf_free(&why);
 		jobs[n].row = t->rows[i];
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
 		/* Secrets go on stdin, never in the command line. */
 		buf_init(&in[n]);
-		if (secret_input(st->owner, jobs[n].command, &in[n])) {
+		if (tmpl != NULL && secret_input(st->owner, tmpl, &in[n])) {
 			jobs[n].input = in[n].data;
 			jobs[n].input_len = in[n].len;
 		}
@@ -235,4 +319,22 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 	free(in);
 	free(jobs);
 	return r;
+}
+
+/*
+ * A row the stage could not run on, because of one of its row values:
+ * it fails with the reason, and nothing ran for it.
+ */
+void
+run_row_refused(struct run *run, const struct stage *st, struct row *r,
+    const char *why)
+{
+	struct job	 j = { .row = r, .run = run };
+	char		*msg;
+
+	msg = xasprintf("%s: %s", stage_name(st), why != NULL ? why :
+	    "row value refused");
+	job_end(&j, END_NOT_RUN, -1, msg);
+	job_done(&j);
+	free(msg);
 }

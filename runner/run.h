@@ -44,6 +44,7 @@ struct run {
 	int			 tty;	/* out is a terminal */
 	int			 saw_failed;
 	int			 saw_unreachable;
+	int			 undelivered;	/* publish lost rows: exit 5 */
 	int			 output_error;	/* print_done: 1 stdout, 2 stderr */
 	struct virt		*virt;	/* libvirt connections, per URI */
 	struct ssh_cache	*ssh;	/* ssh sessions, one per host */
@@ -52,11 +53,16 @@ struct run {
 };
 
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
+int	run_stage(struct run *, struct stage *, struct table *);
+int	run_batches(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);
 void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,
-	    void (*)(struct buf *, struct stage *, const struct row *),
+	    int (*)(struct buf *, struct stage *, const struct row *,
+	    struct buf *),
 	    void (*)(struct table *, struct row *));
+void	run_row_refused(struct run *, const struct stage *, struct row *,
+	    const char *);
 void	run_note(struct run *, const struct table *);
 int	row_timeout(const struct run *, const struct row *, int);
 

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +32,12 @@
 /* Like Ansible's default: a dead host costs seconds, not minutes. */
 #define DEFAULT_CONNECT_TIMEOUT	10
 
+/*
+ * libssh2_init and libssh2_exit count without a lock, and a branch's
+ * lanes each open a cache of their own at once.
+ */
+pthread_mutex_t	ssh_lib_lock = PTHREAD_MUTEX_INITIALIZER;
+
 struct ssh_cache *
 cache_get(struct run *run)
 {
@@ -44,7 +51,9 @@ cache_get(struct run *run)
 	hmap_init(&sc->conns);
 	hmap_init(&sc->known);
 	sc->inv = run->inv;
+	pthread_mutex_lock(&ssh_lib_lock);
 	libssh2_init(0);
+	pthread_mutex_unlock(&ssh_lib_lock);
 	/* Cached sessions hold a socket each: the budget raises the limit. */
 	(void)fd_limit();
 	if (run->opt->ssh_config != NULL) {

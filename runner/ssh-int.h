@@ -7,6 +7,7 @@
 
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 
 #include <libssh2.h>
 
@@ -14,6 +15,8 @@
 #include "ssh.h"
 
 struct known_hosts;
+
+extern pthread_mutex_t	ssh_lib_lock;	/* libssh2_init and _exit */
 
 enum conn_state {
 	C_NEW,

@@ -856,5 +856,7 @@ ssh_cleanup(struct run *run)
 	free(sc->cfg_error);
 	free(sc);
 	run->ssh = NULL;
+	pthread_mutex_lock(&ssh_lib_lock);
 	libssh2_exit();
+	pthread_mutex_unlock(&ssh_lib_lock);
 }

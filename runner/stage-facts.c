@@ -32,10 +32,12 @@ static const char *const fact_names[] = { "os", "version", "kernel", "arch",
     "cpus", "memory", "uptime", NULL };
 #define NFACTS	(nitems(fact_names) - 1)
 
-static void
-facts_command(struct buf *cmd, struct stage *st, const struct row *r)
+static int
+facts_command(struct buf *cmd, struct stage *st, const struct row *r,
+    struct buf *why)
 {
 	buf_adds(cmd, facts_script);
+	return 0;
 }
 
 static int

@@ -30,16 +30,22 @@ write_error(struct stage *st, const char *file, int e)
 	return -1;
 }
 
+/* The rows to write to one file: all, or those whose file it is. */
+struct rowset {
+	struct row	**rows;
+	size_t		  n;
+};
+
 /* Every row to f, then f closed; 0, or -1 with errno set. */
 static int
-write_rows(FILE *f, const struct table *t)
+write_rows(FILE *f, const struct table *t, const struct rowset *rs)
 {
 	size_t	i;
 	int	e = 0;
 
 	errno = 0;
-	for (i = 0; i < t->n; i++)
-		print_json_row(f, t, t->rows[i]);
+	for (i = 0; i < rs->n; i++)
+		print_json_row(f, t, rs->rows[i]);
 	if (fflush(f) != 0 || ferror(f))
 		e = errno != 0 ? errno : EIO;
 	if (fclose(f) != 0 && e == 0)
@@ -65,7 +71,8 @@ descriptor_name(const char *file)
  * went there before): no temporary, no rename.
  */
 static int
-write_straight(struct stage *st, const char *file, const struct table *t)
+write_straight(struct stage *st, const char *file, const struct table *t,
+    const struct rowset *rs)
 {
 	FILE	*f;
 	int	 fd;
@@ -77,7 +84,7 @@ write_straight(struct stage *st, const char *file, const struct table *t)
 		close(fd);
 		return write_error(st, file, errno);
 	}
-	if (write_rows(f, t) != 0)
+	if (write_rows(f, t, rs) != 0)
 		return write_error(st, file, errno);
 	return 0;
 }
@@ -89,7 +96,7 @@ write_straight(struct stage *st, const char *file, const struct table *t)
  */
 static int
 write_replace(struct stage *st, const char *file, const struct table *t,
-    const struct stat *old)
+    const struct rowset *rs, const struct stat *old)
 {
 	const char	*slash;
 	char		*tmp;
@@ -120,7 +127,7 @@ write_replace(struct stage *st, const char *file, const struct table *t,
 		close(fd);
 		goto fail;
 	}
-	if (write_rows(f, t) != 0 || rename(tmp, file) != 0) {
+	if (write_rows(f, t, rs) != 0 || rename(tmp, file) != 0) {
 		e = errno;
 		goto fail;
 	}
@@ -132,11 +139,94 @@ fail:
 	return write_error(st, file, e);
 }
 
+/* The rows of rs to file, replaced whole when it is a regular file. */
+static int
+write_file(struct stage *st, const char *file, const struct table *t,
+    const struct rowset *rs)
+{
+	struct stat	 sb, lsb;
+
+	if (lstat(file, &lsb) != 0) {
+		if (errno != ENOENT)
+			return write_error(st, file, errno);
+		return write_replace(st, file, t, rs, NULL);
+	}
+	if (S_ISREG(lsb.st_mode))
+		return write_replace(st, file, t, rs, &lsb);
+	if (S_ISLNK(lsb.st_mode)) {
+		if (stat(file, &sb) != 0 || (S_ISREG(sb.st_mode) &&
+		    !descriptor_name(file)))
+			return write_replace(st, file, t, rs, NULL);
+		if (S_ISDIR(sb.st_mode))
+			return write_error(st, file, EISDIR);
+		return write_straight(st, file, t, rs);
+	}
+	if (S_ISDIR(lsb.st_mode))
+		return write_error(st, file, EISDIR);
+	return write_straight(st, file, t, rs);
+}
+
+/*
+ * A file named by row values: each row goes to its own file, in table
+ * order, each file written once. A value that is not one file name
+ * fails its row, which is then written nowhere.
+ */
+static int
+write_per_row(struct run *run, struct stage *st, const char *tmpl,
+    struct table *t)
+{
+	struct rowset	 rs;
+	struct buf	*names, why;
+	unsigned char	*done;
+	size_t		 i, j;
+	int		 ret = 0;
+
+	names = xcalloc(t->n, sizeof *names);
+	done = xcalloc(t->n, 1);
+	rs.rows = xcalloc(t->n, sizeof *rs.rows);
+	for (i = 0; i < t->n; i++) {
+		buf_init(&names[i]);
+		buf_init(&why);
+		if (expand_row(&names[i], tmpl, t->rows[i], EXPAND_PATH,
+		    &why) != 0) {
+			done[i] = 1;
+			if (t->rows[i]->status == ST_OK)
+				run_row_refused(run, st, t->rows[i],
+				    why.data);
+			else {
+				buf_printf(&t->rows[i]->err, "reops-run: "
+				    "%s: %s\n", stage_name(st), why.data);
+				t->rows[i]->status = ST_FAILED;
+			}
+		}
+		buf_free(&why);
+	}
+	for (i = 0; i < t->n; i++) {
+		if (done[i])
+			continue;
+		rs.n = 0;
+		for (j = i; j < t->n; j++) {
+			if (done[j] || strcmp(names[j].data, names[i].data))
+				continue;
+			rs.rows[rs.n++] = t->rows[j];
+			done[j] = 1;
+		}
+		if (write_file(st, names[i].data, t, &rs) != 0)
+			ret = -1;
+	}
+	for (i = 0; i < t->n; i++)
+		buf_free(&names[i]);
+	free(names);
+	free(done);
+	free(rs.rows);
+	return ret;
+}
+
 static int
 json_rows(struct run *run, struct stage *st, struct table *t)
 {
 	const char	*file = stage_str(st, "file", NULL);
-	struct stat	 sb, lsb;
+	struct rowset	 all;
 	FILE		*f;
 	size_t		 i;
 
@@ -148,25 +238,14 @@ json_rows(struct run *run, struct stage *st, struct table *t)
 		print_done(run, f);
 		return 0;
 	}
-	if (lstat(file, &lsb) != 0) {
-		if (errno != ENOENT)
-			return write_error(st, file, errno);
-		return write_replace(st, file, t, NULL);
-	}
-	if (S_ISREG(lsb.st_mode))
-		return write_replace(st, file, t, &lsb);
-	if (S_ISLNK(lsb.st_mode)) {
-		if (stat(file, &sb) != 0 || (S_ISREG(sb.st_mode) &&
-		    !descriptor_name(file)))
-			return write_replace(st, file, t, NULL);
-		if (S_ISDIR(sb.st_mode))
-			return write_error(st, file, EISDIR);
-		return write_straight(st, file, t);
-	}
-	if (S_ISDIR(lsb.st_mode))
-		return write_error(st, file, EISDIR);
-	return write_straight(st, file, t);
+	if (has_row_value(file))
+		return write_per_row(run, st, file, t);
+	all.rows = t->rows;
+	all.n = t->n;
+	return write_file(st, file, t, &all);
 }
+
+static const char *const json_row_keys[] = { "file", NULL };
 
 const struct stage_entry stage_json_entry = {
 	.name = "json",
@@ -174,6 +253,7 @@ const struct stage_entry stage_json_entry = {
 	.summary = "write the table as JSON lines to stdout or a file",
 	.shorthand = "file",
 	.keys = json_keys,
+	.row_keys = json_row_keys,
 	.flags = STAGE_OUTPUT,
 	.host = json_rows,
 	.system = json_rows,

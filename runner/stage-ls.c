@@ -39,13 +39,19 @@ ls_prepare(struct stage *st, struct err *e)
 	return 0;
 }
 
-static void
-ls_command(struct buf *cmd, struct stage *st, const struct row *r)
+static int
+ls_command(struct buf *cmd, struct stage *st, const struct row *r,
+    struct buf *why)
 {
 	struct buf	path;
 
 	buf_init(&path);
-	expand_row(&path, stage_str(st, "path", "."), r);
+	/* The path is quoted whole below: a row value goes in as it is. */
+	if (expand_row(&path, stage_str(st, "path", "."), r, EXPAND_TEXT,
+	    why) != 0) {
+		buf_free(&path);
+		return -1;
+	}
 	buf_adds(cmd, "ls ");
 	if (stage_arg(st, "flags") != NULL)
 		buf_printf(cmd, "%s ", stage_str(st, "flags", ""));
@@ -59,6 +65,7 @@ ls_command(struct buf *cmd, struct stage *st, const struct row *r)
 		buf_adds(cmd, "./");
 	shell_quote(cmd, path.data != NULL ? path.data : ".");
 	buf_free(&path);
+	return 0;
 }
 
 static int
@@ -73,12 +80,15 @@ ls_system(struct run *run, struct stage *st, struct table *t)
 	return virt_stage(run, st, t, virt_nothing, WAIT_NONE, 0);
 }
 
+static const char *const ls_row_keys[] = { "path", NULL };
+
 const struct stage_entry stage_ls_entry = {
 	.name = "ls",
 	.usage = "ls: { path: PATH, flags: FLAGS, timeout: SECONDS }",
 	.summary = "list a directory on each host; list systems",
 	.shorthand = "path",
 	.keys = ls_keys,
+	.row_keys = ls_row_keys,
 	.columns = virt_columns,
 	.flags = STAGE_REMOTE,
 	.prepare = ls_prepare,

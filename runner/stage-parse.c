@@ -2,8 +2,8 @@
  * stage-parse.c: "parse" matches a PCRE2 pattern against one column of
  * each row and stores every named group as an extra column, so that the
  * numbers a command printed become columns that pick, json and pretty
- * use. It runs in the runner, on the ok rows only: failed, unreachable
- * and skipped rows pass through untouched. Columns are bytes with a
+ * use. It runs in the runner, on the rows its 'when:' selects (the ok
+ * rows by default); the others pass through untouched. Columns are bytes with a
  * length, NULs included.
  */
 #include <stdio.h>
@@ -220,8 +220,6 @@ parse_rows(struct run *run, struct stage *st, struct table *t)
 	vals = xcalloc(ps->ngroups, sizeof *vals);
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
-		if (r->status != ST_OK)
-			continue;
 		for (j = 0; j < ps->ngroups; j++)
 			buf_reset(&vals[j]);
 		len = 0;

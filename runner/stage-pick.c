@@ -97,6 +97,19 @@ fail_row(struct row *r, const struct pick *pk, const char *why)
 	    pk->column, why);
 }
 
+/* By status, the rows it passes on have that status (or, inverted, not). */
+static unsigned
+pick_keeps(const struct stage *st)
+{
+	const struct pick	*pk = st->data;
+	unsigned		 all = (1u << ST_OK) | (1u << ST_FAILED) |
+				    (1u << ST_UNREACHABLE) | (1u << ST_SKIPPED);
+
+	if (pk == NULL || pk->status < 0)
+		return all;
+	return pk->invert ? all & ~(1u << pk->status) : 1u << pk->status;
+}
+
 static int
 pick_rows(struct run *run, struct stage *st, struct table *t)
 {
@@ -138,8 +151,10 @@ const struct stage_entry stage_pick_entry = {
 	.summary = "keep the rows that match, drop the rest",
 	.shorthand = "status",
 	.keys = pick_keys,
+	.flags = STAGE_TABLE,
 	.prepare = pick_prepare,
 	.cleanup = pick_cleanup,
+	.keeps = pick_keeps,
 	.host = pick_rows,
 	.system = pick_rows,
 };

@@ -25,8 +25,6 @@ ping_host(struct run *run, struct stage *st, struct table *t)
 	jobs = xcalloc(t->n, sizeof *jobs);
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
-		if (r->status != ST_OK)
-			continue;
 		/* No command: the transport connects and stops there. */
 		jobs[n].row = r;
 		jobs[n].timeout = row_timeout(run, r, timeout);

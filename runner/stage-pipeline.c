@@ -42,6 +42,7 @@ const struct stage_entry stage_pipeline_entry = {
 	.summary = "run another pipeline file's stages on this table",
 	.shorthand = "file",
 	.keys = pipeline_keys,
+	.flags = STAGE_TABLE,
 	.arg_columns = include_columns,
 	.load = include_load,
 	.host = include_rows,

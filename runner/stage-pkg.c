@@ -46,36 +46,58 @@ pkg_prepare(struct stage *st, struct err *e)
 
 	if ((v = stage_arg(st, "install")) == NULL)
 		return 0;
+	/* A name made of row values is checked on each row. */
 	if (v->type == NODE_SCALAR) {
-		if (!valid_package(v->str))
+		if (!has_row_value(v->str) && !valid_package(v->str))
 			return node_err(e, v, "invalid package name '%s'",
 			    v->str);
 		return 0;
 	}
 	for (i = 0; i < v->nkids; i++)
-		if (!valid_package(v->kids[i]->str))
+		if (!has_row_value(v->kids[i]->str) &&
+		    !valid_package(v->kids[i]->str))
 			return node_err(e, v->kids[i], "invalid package name "
 			    "'%s'", v->kids[i]->str);
 	return 0;
 }
 
-static void
-add_packages(struct buf *s, const struct stage *st)
+/* One package, row values in; a name they make invalid fails the row. */
+static int
+add_package(struct buf *s, const char *tmpl, const struct row *r,
+    struct buf *why)
+{
+	struct buf	name;
+	int		ret = 0;
+
+	buf_init(&name);
+	if (expand_row(&name, tmpl, r, EXPAND_TEXT, why) != 0)
+		ret = -1;
+	else if (!valid_package(name.data != NULL ? name.data : "")) {
+		buf_printf(why, "'%s' makes an invalid package name", tmpl);
+		ret = -1;
+	} else {
+		buf_addc(s, ' ');
+		shell_quote(s, name.data);
+	}
+	buf_free(&name);
+	return ret;
+}
+
+static int
+add_packages(struct buf *s, const struct stage *st, const struct row *r,
+    struct buf *why)
 {
 	const struct node	*v;
 	size_t			 i;
 
 	if ((v = stage_arg(st, "install")) == NULL)
-		return;
-	if (v->type == NODE_SCALAR) {
-		buf_addc(s, ' ');
-		shell_quote(s, v->str);
-		return;
-	}
-	for (i = 0; i < v->nkids; i++) {
-		buf_addc(s, ' ');
-		shell_quote(s, v->kids[i]->str);
-	}
+		return 0;
+	if (v->type == NODE_SCALAR)
+		return add_package(s, v->str, r, why);
+	for (i = 0; i < v->nkids; i++)
+		if (add_package(s, v->kids[i]->str, r, why) != 0)
+			return -1;
+	return 0;
 }
 
 static int
@@ -91,8 +113,9 @@ has_install(const struct stage *st)
  * dry-run asks each manager what it would do (apt-get -s, dnf's test
  * transaction, apk --simulate) and skips refreshing the lists.
  */
-static void
-pkg_command(struct buf *cmd, struct stage *st, const struct row *r)
+static int
+pkg_command(struct buf *cmd, struct stage *st, const struct row *r,
+    struct buf *why)
 {
 	struct buf	s;
 	int		update = stage_bool(st, "update", 0);
@@ -118,7 +141,8 @@ pkg_command(struct buf *cmd, struct stage *st, const struct row *r)
 		buf_adds(&s, "apt-get $o upgrade; ");
 	if (install) {
 		buf_adds(&s, "apt-get $o install --");
-		add_packages(&s, st);
+		if (add_packages(&s, st, r, why) != 0)
+			goto bad;
 		buf_adds(&s, "; ");
 	}
 	buf_adds(&s, ":;; dnf) o='-q -y'; ");
@@ -130,7 +154,8 @@ pkg_command(struct buf *cmd, struct stage *st, const struct row *r)
 		buf_adds(&s, "dnf $o upgrade; ");
 	if (install) {
 		buf_adds(&s, "dnf $o install --");
-		add_packages(&s, st);
+		if (add_packages(&s, st, r, why) != 0)
+			goto bad;
 		buf_adds(&s, "; ");
 	}
 	buf_adds(&s, ":;; apk) o='-q --no-progress'; ");
@@ -142,7 +167,8 @@ pkg_command(struct buf *cmd, struct stage *st, const struct row *r)
 		buf_adds(&s, "apk $o upgrade; ");
 	if (install) {
 		buf_adds(&s, "apk $o add --");
-		add_packages(&s, st);
+		if (add_packages(&s, st, r, why) != 0)
+			goto bad;
 		buf_adds(&s, "; ");
 	}
 	buf_adds(&s, ":;; esac");
@@ -152,6 +178,10 @@ pkg_command(struct buf *cmd, struct stage *st, const struct row *r)
 	} else
 		buf_add(cmd, s.data, s.len);
 	buf_free(&s);
+	return 0;
+bad:
+	buf_free(&s);
+	return -1;
 }
 
 /* The first line names the manager: a column, not part of stdout. */
@@ -187,6 +217,8 @@ pkg_host(struct run *run, struct stage *st, struct table *t)
 	return run_commands(run, st, t, pkg_command, pkg_answer);
 }
 
+static const char *const pkg_row_keys[] = { "install", NULL };
+
 static const char *const pkg_columns[] = { "manager", NULL };
 
 const struct stage_entry stage_pkg_entry = {
@@ -196,6 +228,7 @@ const struct stage_entry stage_pkg_entry = {
 	.summary = "update, upgrade, install packages (apt-get, dnf or apk)",
 	.shorthand = "install",
 	.keys = pkg_keys,
+	.row_keys = pkg_row_keys,
 	.prepare = pkg_prepare,
 	.columns = pkg_columns,
 	.flags = STAGE_REMOTE,

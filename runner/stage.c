@@ -3,11 +3,13 @@
  * exact name; the calls of their load-time and run-time hooks; and the
  * helpers stages use to read their checked arguments.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pipeline.h"
 #include "run.h"
 #include "stage.h"
+#include "when.h"
 
 #define STAGE(name)	extern const struct stage_entry stage_##name##_entry;
 #include "stages.def"
@@ -31,7 +33,6 @@ stage_find(const char *name)
 	return NULL;
 }
 
-/* Every stage's preload, in file order, includes' stages included. */
 /* A new, empty sub-pipeline slot of st; name is a branch's, or NULL. */
 struct stage_sub *
 stage_add_sub(struct stage *st, const char *name)
@@ -45,6 +46,21 @@ stage_add_sub(struct stage *st, const char *name)
 	return sub;
 }
 
+/*
+ * Whether st runs on r: 1 when its 'when:' selects r; without one, when r
+ * is ok (an output stage: every row). -1 when a regex gave up on r: why
+ * says so, and the caller fails the row. The one place the rule lives.
+ */
+int
+stage_selects(const struct stage *st, const struct row *r, char *why,
+    size_t len)
+{
+	if (st->when == NULL && (st->entry->flags & STAGE_OUTPUT))
+		return 1;
+	return when_selects(st->when, r, why, len);
+}
+
+/* Every stage's preload, in file order, includes' stages included. */
 int
 stages_preload(struct run *run, const struct pipeline *p,
     const struct target *t, size_t n, struct err *e)
@@ -125,10 +141,37 @@ stage_bool(const struct stage *st, const char *key, int def)
 	return b;
 }
 
-/* ${target} and ${group} of a row; $${ stands for a literal ${. */
-void
-expand_row(struct buf *b, const char *s, const struct row *r)
+/* Where a row value may not go: NULL, or why not. */
+static const char *
+row_value_refused(const char *v, size_t len, enum expand_mode mode)
 {
+	if (memchr(v, '\0', len) != NULL)
+		return "holds a NUL byte, which no argument can";
+	if (mode != EXPAND_PATH)
+		return NULL;
+	if (len == 0)
+		return "is empty";
+	if ((len == 1 && v[0] == '.') || (len == 2 && memcmp(v, "..", 2) == 0))
+		return len == 1 ? "is '.'" : "is '..'";
+	if (memchr(v, '/', len) != NULL)
+		return "contains '/'";
+	return NULL;
+}
+
+/*
+ * ${target}, ${group} and ${row.COLUMN} of a row; $${ stands for a
+ * literal ${. A row value comes from a host: mode says how it may go in
+ * (see enum expand_mode). 0, or -1 with the reason in why (when not
+ * NULL): the row then fails, and b holds a part of the text.
+ */
+int
+expand_row(struct buf *b, const char *s, const struct row *r,
+    enum expand_mode mode, struct buf *why)
+{
+	char		 num[ROW_NUM_LEN], *name, *word;
+	const char	*v, *end, *no;
+	size_t		 len, nlen;
+
 	while (*s != '\0') {
 		if (strncmp(s, "$${", 3) == 0) {
 			buf_adds(b, "${");
@@ -139,9 +182,51 @@ expand_row(struct buf *b, const char *s, const struct row *r)
 		} else if (strncmp(s, "${group}", 8) == 0) {
 			buf_adds(b, r->group);
 			s += 8;
+		} else if (strncmp(s, "${row.", 6) == 0 &&
+		    (end = strchr(s + 6, '}')) != NULL) {
+			nlen = (size_t)(end - s - 6);
+			name = xstrndup(s + 6, nlen);
+			/* A column no earlier stage filled on this row: "". */
+			if ((v = row_value(r, name, num, &len)) == NULL) {
+				v = "";
+				len = 0;
+			}
+			if (len > 0 && v[len - 1] == '\n')
+				len--;
+			if ((no = row_value_refused(v, len, mode)) != NULL) {
+				if (why != NULL)
+					buf_printf(why, "'${row.%s}' %s%s",
+					    name, no, mode == EXPAND_PATH ?
+					    "; a row value in a local path "
+					    "must be one file name" : "");
+				free(name);
+				return -1;
+			}
+			if (mode == EXPAND_SHELL) {
+				word = xstrndup(v, len);
+				shell_quote(b, word);
+				free(word);
+			} else
+				buf_add(b, v, len);
+			free(name);
+			s = end + 1;
 		} else
 			buf_addc(b, *s++);
 	}
+	return 0;
+}
+
+/* Whether a checked argument holds a ${row.COLUMN}, not $${row. */
+int
+has_row_value(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (strncmp(s, "$${", 3) == 0)
+			s += 2;
+		else if (strncmp(s, "${row.", 6) == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* What the progress line and -v call a stage: its 'name:', else its kind. */

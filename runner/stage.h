@@ -59,6 +59,7 @@ struct stage_key {
 #define STAGE_REMOTE		0x1	/* runs on each row's target */
 #define STAGE_DESTRUCTIVE	0x2	/* asks for confirmation (--yes) */
 #define STAGE_OUTPUT		0x4	/* prints and passes the table on */
+#define STAGE_TABLE		0x8	/* takes the whole table: no 'when:' */
 
 typedef int (*stage_fn)(struct run *, struct stage *, struct table *);
 
@@ -67,9 +68,15 @@ struct stage_entry {
 	const char		*usage;
 	const char		*summary;
 	const char		*shorthand;	/* the key a scalar sets */
-	const struct stage_key	*keys;		/* ends with { NULL } */
+	/*
+	 * Ends with { NULL }. NULL: the arguments are a mapping of names
+	 * of the user's (branch), which the load hook checks.
+	 */
+	const struct stage_key	*keys;
 	const char *const	*columns;	/* it adds; ends with NULL */
 	const char		*secret_key;	/* may use secret params */
+	/* The keys whose strings expand ${row.COLUMN}; ends with NULL. */
+	const char *const	*row_keys;
 	int			 flags;
 	/*
 	 * Columns that depend on the stage's arguments (an include's come
@@ -81,6 +88,12 @@ struct stage_entry {
 	int	(*load)(struct pipeline *, struct stage *, struct load_ctx *,
 		    struct err *);
 	int	(*prepare)(struct stage *, struct err *);
+	/*
+	 * The statuses of the rows it passes on, as a mask of 1 << ST_
+	 * (pick by status); NULL: any. The loader checks that the next
+	 * stage can run on some of them.
+	 */
+	unsigned (*keeps)(const struct stage *);
 	void	(*cleanup)(struct stage *);
 	/*
 	 * For each stage of each loaded pipeline, with the pipeline's
@@ -124,6 +137,29 @@ struct stage {
 	struct stage_sub	*subs;		/* included or branch pipelines */
 	size_t			 nsubs;
 	void			*data;		/* what prepare compiled */
+	struct rowref		*rowrefs;	/* its ${row.COLUMN}s */
+	size_t			 nrowrefs;
+};
+
+/* A ${row.COLUMN} in a stage's arguments, where the file has it. */
+struct rowref {
+	const char	*column;
+	const char	*file;
+	int		 line;
+	int		 col;
+};
+
+/*
+ * How expand_row inserts a ${row.COLUMN} value (a trailing newline
+ * dropped): as it is (into an argument that is quoted whole later), as
+ * one shell-quoted word (into a shell command), or as one component of a
+ * path on this machine (no '/', not '.', '..' or empty: a host must not
+ * choose which local file is read or written).
+ */
+enum expand_mode {
+	EXPAND_TEXT,
+	EXPAND_SHELL,
+	EXPAND_PATH
 };
 
 extern const struct stage_entry *const stage_table[];
@@ -131,6 +167,8 @@ extern const size_t stage_count;
 
 const struct stage_entry *stage_find(const char *);
 struct stage_sub	*stage_add_sub(struct stage *, const char *);
+int			 stage_selects(const struct stage *,
+			    const struct row *, char *, size_t);
 int			 stages_preload(struct run *, const struct pipeline *,
 			    const struct target *, size_t, struct err *);
 void			 stages_free_run(struct run *);
@@ -142,8 +180,9 @@ const char		*stage_str(const struct stage *, const char *,
 long long		 stage_int(const struct stage *, const char *,
 			    long long);
 int			 stage_bool(const struct stage *, const char *, int);
-void			 expand_row(struct buf *, const char *,
-			    const struct row *);
+int			 expand_row(struct buf *, const char *,
+			    const struct row *, enum expand_mode, struct buf *);
+int			 has_row_value(const char *);
 void			 stage_describe(struct buf *, const struct stage *);
 const char		*stage_name(const struct stage *);
 

@@ -224,6 +224,46 @@ job_done(struct job *j)
 static pthread_mutex_t	forks_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int		forks_used;
 
+/*
+ * A stage's 'serial: N': at most N of its rows at once, whatever their
+ * transports. run_stage sets it for the thread that runs the stage (the
+ * smallest of the stage's and those of the includes around it); run_jobs
+ * hands it to the stage's transport loops as one window that they share,
+ * and forks_take counts a row in the window as in --forks, so that each
+ * row that ends lets the next one start: a sliding window, not waves.
+ */
+struct window {
+	int	max;
+	int	used;		/* under forks_mutex */
+};
+
+static __thread int		 stage_serial;	/* 0: none */
+static __thread struct window	*window;	/* this loop's, or NULL */
+
+/* This thread's stages now run at most n rows at once; the old limit. */
+int
+forks_serial_push(int n)
+{
+	int	old = stage_serial;
+
+	if (n > 0 && (old == 0 || n < old))
+		stage_serial = n;
+	return old;
+}
+
+void
+forks_serial_pop(int old)
+{
+	stage_serial = old;
+}
+
+/* The limit of this thread's stage: 0, none. */
+int
+forks_serial(void)
+{
+	return stage_serial;
+}
+
 int
 forks_max(const struct run *run)
 {
@@ -237,8 +277,11 @@ forks_take(const struct run *run)
 	int	r = -1;
 
 	pthread_mutex_lock(&forks_mutex);
-	if (forks_used < forks_max(run)) {
+	if (forks_used < forks_max(run) &&
+	    (window == NULL || window->used < window->max)) {
 		forks_used++;
+		if (window != NULL)
+			window->used++;
 		r = 0;
 	}
 	pthread_mutex_unlock(&forks_mutex);
@@ -251,6 +294,8 @@ forks_give(void)
 	pthread_mutex_lock(&forks_mutex);
 	if (forks_used > 0)
 		forks_used--;
+	if (window != NULL && window->used > 0)
+		window->used--;
 	pthread_mutex_unlock(&forks_mutex);
 }
 
@@ -262,6 +307,7 @@ struct batch {
 	int			  r;
 	pthread_t		  tid;
 	int			  threaded;
+	struct window		 *window;	/* the stage's 'serial' */
 };
 
 /* SIGINT stays with the main thread, whose poll it must interrupt. */
@@ -274,6 +320,7 @@ batch_main(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	window = b->window;
 	b->r = b->tr->run(b->run, b->jobs, b->n);
 	return NULL;
 }
@@ -287,15 +334,20 @@ int
 run_jobs(struct run *run, struct job *jobs, size_t n)
 {
 	struct batch	 b[nitems(transports)];
+	struct window	 w, *outer = window;
 	size_t		 i, t, first = nitems(transports);
 	int		 r = 0;
 
 	memset(b, 0, sizeof b);
+	w.max = stage_serial;
+	w.used = 0;
 	for (t = 0; t < nitems(transports); t++) {
 		b[t].run = run;
 		b[t].tr = &transports[t];
 		b[t].jobs = xcalloc(n, sizeof *b[t].jobs);
+		b[t].window = stage_serial > 0 ? &w : NULL;
 	}
+	window = stage_serial > 0 ? &w : NULL;
 	progress_add(run->progress, n);
 	for (i = 0; i < n; i++) {
 		jobs[i].run = run;
@@ -325,5 +377,6 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 			r = -1;
 		free(b[t].jobs);
 	}
+	window = outer;
 	return r;
 }

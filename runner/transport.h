@@ -84,6 +84,10 @@ extern volatile sig_atomic_t run_interrupted;
 int	forks_max(const struct run *);
 int	forks_take(const struct run *);
 void	forks_give(void);
+/* A stage's 'serial: N', within --forks, for the thread running it. */
+int	forks_serial_push(int);
+void	forks_serial_pop(int);
+int	forks_serial(void);
 
 /*
  * How long a loop held back by the --forks or descriptor budget waits,

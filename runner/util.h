@@ -15,6 +15,7 @@
 #define EXIT_USAGE	2
 #define EXIT_UNREACH	3
 #define EXIT_INTERNAL	4
+#define EXIT_UNDELIVERED	5	/* publish: rows not delivered */
 #define EXIT_INTERRUPT	130
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))

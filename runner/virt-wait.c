@@ -373,10 +373,11 @@ worker(void *arg)
 }
 
 /*
- * Acts on every row, up to --forks (at most MAX_THREADS) at a time: on a
- * real hypervisor a create takes a good part of a second, mostly waiting
- * for it, and libvirt connections may be used from several threads. Each
- * op touches only itself; rows and the table are written afterwards, here.
+ * Acts on every row, up to --forks (at most MAX_THREADS, and no more than
+ * the stage's 'serial') at a time: on a real hypervisor a create takes a
+ * good part of a second, mostly waiting for it, and libvirt connections
+ * may be used from several threads. Each op touches only itself; rows and
+ * the table are written afterwards, here.
  */
 static void
 act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
@@ -388,6 +389,9 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 	nt = n < MAX_THREADS ? n : MAX_THREADS;
 	if (run->opt != NULL && (size_t)run->opt->forks < nt)
 		nt = (size_t)run->opt->forks;
+	/* And the stage's 'serial: N', if less. */
+	if (forks_serial() > 0 && (size_t)forks_serial() < nt)
+		nt = (size_t)forks_serial();
 	memset(&w, 0, sizeof w);
 	w.ops = ops;
 	w.n = n;
@@ -405,7 +409,7 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 }
 
 /*
- * Runs FN on every system row still ok: connect (once per URI), look the
+ * Runs FN on every system row of t (those the stage selects): connect (once per URI), look the
  * domain up, act; then wait for all of them; then refresh the columns.
  * A hypervisor that cannot be reached makes its rows unreachable.
  */
@@ -424,8 +428,7 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 	ops = xcalloc(t->n, sizeof *ops);
 	for (i = 0; i < t->n && !run_interrupted; i++) {
 		r = t->rows[i];
-		if (r->kind != ROW_SYSTEM || r->system == NULL ||
-		    r->status != ST_OK)
+		if (r->kind != ROW_SYSTEM || r->system == NULL)
 			continue;
 		op = &ops[n++];
 		op->run = run;
@@ -435,8 +438,10 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 		op->sys = r->system;
 		op->code = 1;
 		buf_init(&op->note);
+		/* It begins anew, whatever an earlier stage made of it. */
 		buf_reset(&r->out);
 		buf_reset(&r->err);
+		r->status = ST_OK;
 		r->code = 0;
 		c = virt_conn(run, op->sys->hypervisor.uri);
 		if ((op->conn = c->conn) == NULL) {

@@ -65,8 +65,13 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 for alt in s[\"\$defs\"][\"stage\"][\"anyOf\"]:
     for name in alt.get(\"properties\", {}):
-        if name != \"name\":
+        if name not in (\"name\", \"when\", \"serial\"):
             print(name)
+    # The one stage key of an item (oneOf): the same names.
+    one = [r[\"required\"][0] for r in alt.get(\"oneOf\", [])]
+    if \"properties\" in alt and sorted(one) != sorted(n for n in
+        alt[\"properties\"] if n not in (\"name\", \"when\", \"serial\")):
+        print(\"the oneOf of the stage keys differs: %s\" % one)
 " "$PIPELINE_SCHEMA" | sort >schema-stages &&
 	test -s stages &&
 	test_cmp stages schema-stages
@@ -237,6 +242,13 @@ stages:
   - parse: "load average: (?<load1>[0-9.]+)"
   - parse: { column: load1, regex: "^(?<int>[0-9]+)", all: true, optional: false }'
 
+good_pipeline publish-forms 'hosts: local
+params: { collector: "tcp://127.0.0.1:5557", wait: 3 }
+stages:
+  - publish: ipc:///run/reops/collector.sock
+  - publish: { to: "${collector}", topic: kernels, timeout: 3 }
+  - publish: { to: "tcp://[::1]:5557", timeout: "${wait}" }'
+
 good_pipeline stage-name 'hosts: local
 stages:
   - exec: uptime
@@ -245,6 +257,62 @@ stages:
     ls: { path: / }
   - name: show
     pretty:'
+
+good_pipeline when-forms 'hosts: local
+stages:
+  - exec: "false"
+  - exec: "echo fix"
+    when: failed
+    name: fix
+  - exec: uptime
+    when: { column: stdout, match: "^fix", invert: true }
+  - exec: uptime
+    when: { all: [ successful, { any: [ { status: failed }, any-status ] } ] }
+  - pick: failed
+  - pretty
+  - exec: "echo again"
+    when: failed'
+
+good_pipeline branch-forms 'hosts: local
+stages:
+  - branch:
+      first one:
+        when: { column: target, match: "^local" }
+        stages:
+          - exec: uptime
+          - branch:
+              inner: { when: any-status, stages: [ pretty ] }
+      rest:
+        when: any-status
+        stages: [ { exec: uname, name: kernel, when: failed } ]'
+
+bad_pipeline when-alone 'hosts: local
+stages:
+  - when: failed
+    name: nothing'
+bad_pipeline when-unknown-status 'hosts: local
+stages:
+  - exec: uptime
+    when: faild'
+bad_pipeline when-list 'hosts: local
+stages:
+  - exec: uptime
+    when: [ failed ]'
+bad_pipeline branch-without-when 'hosts: local
+stages:
+  - branch:
+      a: { stages: [ pretty ] }'
+bad_pipeline branch-without-stages 'hosts: local
+stages:
+  - branch:
+      a: { when: failed }'
+bad_pipeline branch-empty 'hosts: local
+stages:
+  - branch: {}'
+bad_pipeline branch-empty-stages 'hosts: local
+stages:
+  - branch:
+      a: { when: failed, stages: [] }'
 
 bad_pipeline stage-name-two-stages 'hosts: local
 stages:
@@ -258,6 +326,43 @@ bad_pipeline stage-name-list 'hosts: local
 stages:
   - exec: uptime
     name: [a, b]'
+
+good_pipeline serial-forms 'hosts: local
+params: { batch: "2" }
+serial: [1, "${batch}", 50%]
+max-fail: 10%
+stages:
+  - exec: uptime
+    serial: 2
+    name: one at a time
+  - pretty'
+good_pipeline serial-number 'hosts: local
+serial: 3
+max-fail: 0
+stages: [pretty]'
+bad_pipeline serial-zero 'hosts: local
+serial: 0
+stages: [pretty]'
+bad_pipeline serial-150-percent 'hosts: local
+serial: 150%
+stages: [pretty]'
+bad_pipeline serial-not-a-number 'hosts: local
+serial: two
+stages: [pretty]'
+bad_pipeline serial-empty-list 'hosts: local
+serial: []
+stages: [pretty]'
+bad_pipeline max-fail-without-serial 'hosts: local
+max-fail: 1
+stages: [pretty]'
+bad_pipeline max-fail-bad 'hosts: local
+serial: 1
+max-fail: 101%
+stages: [pretty]'
+bad_pipeline stage-serial-zero 'hosts: local
+stages:
+  - exec: uptime
+    serial: 0'
 
 bad_pipeline unknown-top-key 'hosts: local
 stage: [pretty]'
@@ -282,6 +387,15 @@ stages:
 bad_pipeline parse-without-regex 'hosts: local
 stages:
   - parse: { column: stdout, all: true }'
+bad_pipeline publish-without-to 'hosts: local
+stages:
+  - publish: { topic: kernels }'
+bad_pipeline publish-bind-endpoint 'hosts: local
+stages:
+  - publish: "tcp://*:5557"'
+bad_pipeline publish-timeout-zero 'hosts: local
+stages:
+  - publish: { to: "tcp://127.0.0.1:5557", timeout: 0 }'
 bad_pipeline pretty-with-arguments 'hosts: local
 stages:
   - pretty: wide'

@@ -65,6 +65,8 @@ stages:
   - json: 07.json
   - pretty
   - json: 08.json
+  - fetch: { src: "$PWD/src.txt", dest: "$PWD/fetched" }
+  - json: 08f.json
   - pkg: { install: t0530-none, dry-run: true }
   - json: 09.json
 EOF
@@ -73,9 +75,10 @@ test_expect_success 'host stages on local rows add only declared columns' '
 	{ reops_run -i "$SRCDIR/hosts.d" hosts.yaml >out 2>err || :; } &&
 	python3 check.py stages.json ls=01.json exec=02.json copy=03.json \
 	    ping=04.json pipeline+facts=05.json facts=06.json pick=07.json \
-	    pretty=08.json pkg=09.json >seen &&
+	    pretty=08.json fetch=08f.json pkg=09.json >seen &&
 	cat seen &&
 	test_grep "^copy: bytes sha256$" seen &&
+	test_grep "^fetch: path$" seen &&
 	test_grep "^pipeline: arch cpus kernel memory os uptime version$" seen
 '
 

@@ -61,11 +61,47 @@ test_expect_success 'a pipeline run: no leaks, no errors' '
 	test_grep "^a: ok" out
 '
 
+cat >br.yaml <<'YAML'
+hosts: here
+stages:
+  - exec: "echo ${target}; test ${target} = a"
+  - exec: "echo fixed"
+    when: failed
+  - branch:
+      one:
+        when: { column: target, match: "^a$" }
+        stages:
+          - pipeline: { file: inc.yaml }
+          - parse: { regex: "(?<n>[0-9]+)" }
+      two:
+        when: any-status
+        stages:
+          - branch:
+              inner: { when: failed, stages: [ { exec: "echo x" } ] }
+          - pick: { column: stdout, match: "nothing" }
+  - pretty
+YAML
+
+test_expect_success 'when and a branch (threads, merge, drops): no leaks' '
+	test_exit 1 vg br.yaml >out 2>err &&
+	test_grep "^a: ok .*n=1" out &&
+	vg --check br.yaml >out 2>err &&
+	printf "hosts: here\nstages:\n  - branch:\n      a: { when: failed, stages: [ { exec: \"\${nope}\" } ] }\n" >bad4.yaml &&
+	test_exit 2 vg bad4.yaml 2>err &&
+	test_grep "unknown param" err
+'
+
 test_expect_success '--json, --check and an unreachable row' '
 	vg --json p.yaml >out 2>err &&
 	vg --check p.yaml >out 2>err &&
 	printf "hosts: [here, gone]\nstages: [{exec: \"true\"}]\n" >u.yaml &&
 	test_exit 3 vg u.yaml 2>err
+'
+
+test_expect_success 'rolling batches: a failure stops them, the rest skipped' '
+	printf "hosts: [here, gone]\nserial: [1, 50%%]\nmax-fail: 0\nstages:\n  - { exec: \"test \${target} = a\", serial: 1 }\n  - pick: successful\n  - pretty\n" >r.yaml &&
+	test_exit 1 vg r.yaml >out 2>err &&
+	test_grep "^closed: skipped" out
 '
 
 test_expect_success 'load errors free what they loaded' '
@@ -79,6 +115,23 @@ test_expect_success 'load errors free what they loaded' '
 	test_grep "bad regex" err
 '
 
+test_expect_success 'row values: copy and json per row, a refused row, a load error' '
+	mkdir -p files rv && echo one >files/a &&
+	cat >rv.yaml <<-EOF &&
+	hosts: here
+	stages:
+	  - exec: "case \${target} in a) echo a;; b) echo ../x;; esac"
+	  - copy: { src: "files/\${row.stdout}", dest: "$TRASH/rv/\${row.target}" }
+	  - exec: "echo \${row.sha256} \${row.stdout}"
+	  - json: { file: "$TRASH/rv/\${row.target}.json" }
+	EOF
+	test_exit 1 vg rv.yaml >out 2>err &&
+	cmp files/a rv/a &&
+	printf "hosts: here\nstages:\n  - exec: echo \${row.stdot}\n" >bad4.yaml &&
+	test_exit 2 vg bad4.yaml 2>err &&
+	test_grep "did you mean" err
+'
+
 test_expect_success 'secrets: a masked run, --set-file and a missing value' '
 	printf "hosts: here\nparams:\n  t: { secret: true, env: T0900_T }\nstages:\n  - exec: echo \${t}\n  - pretty\n" >s.yaml &&
 	T0900_T=value-0900 vg -v -v s.yaml >out 2>err &&
@@ -89,6 +142,34 @@ test_expect_success 'secrets: a masked run, --set-file and a missing value' '
 	test_exit 2 vg s.yaml 2>err &&
 	test_grep "has no value" err
 '
+
+test_expect_success 'publish: nothing listening, and a key that does not load' '
+	printf "hosts: here\nstages:\n  - publish: { to: ipc://none.sock, timeout: 1 }\n" >pub.yaml &&
+	test_exit 5 vg pub.yaml 2>err &&
+	test_grep "2 of 2 rows not delivered" err &&
+	printf "hosts: here\nstages:\n  - publish: { to: ipc://none.sock, server-key: none.pub }\n" >pub2.yaml &&
+	test_exit 2 vg pub2.yaml 2>err
+'
+
+if /usr/bin/python3 -c "import zmq" 2>/dev/null; then
+	test_expect_success 'publish: rows delivered to a collector' '
+		{ timeout 120 /usr/bin/python3 "$SRCDIR/examples/collector.py" ipc://c.sock \
+		    >c.out 2>c.err & } &&
+		pid=$! &&
+		for i in $(seq 300); do
+			grep -q "^listening on" c.err && break
+			sleep 0.1
+		done &&
+		printf "hosts: here\nstages:\n  - exec: echo hi\n  - publish: ipc://c.sock\n" >pub3.yaml &&
+		vg pub3.yaml 2>err &&
+		for i in $(seq 300); do
+			[ $(wc -l <c.out) -ge 2 ] && break
+			sleep 0.1
+		done &&
+		kill $pid &&
+		test $(wc -l <c.out) -eq 2
+	'
+fi
 
 test_expect_success 'systems on the test hypervisor: create to destroy' '
 	vg -i "$SRCDIR/hosts.d" --yes --set out=. --set wait=running \

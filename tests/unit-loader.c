@@ -297,6 +297,105 @@ test_limits(void)
 	    "${v:q} and ${target:q} load, also through an alias");
 }
 
+/* "2 2 1": the batch sizes of a pipeline whose top is serial for n rows. */
+static char *
+batches_of(const char *serial, size_t n, size_t *max_fail)
+{
+	struct overrides	 ov;
+	struct pipeline		*p;
+	struct err		 e;
+	struct buf		 b;
+	char			*text;
+	size_t			*sizes, nb, i;
+
+	text = xasprintf("hosts: web\n%s\nstages: [pretty]\n", serial);
+	put("b.yaml", text);
+	free(text);
+	memset(&ov, 0, sizeof ov);
+	ov.used = xcalloc(1, 1);
+	if (pipeline_load("b.yaml", &ov, &p, &e) != 0) {
+		free(ov.used);
+		unlink("b.yaml");
+		return xstrdup(e.msg);
+	}
+	buf_init(&b);
+	buf_adds(&b, "");
+	nb = pipeline_batches(p, n, &sizes);
+	for (i = 0; i < nb; i++)
+		buf_printf(&b, "%s%zu", i > 0 ? " " : "", sizes[i]);
+	if (max_fail != NULL)
+		*max_fail = pipeline_max_fail(p, n);
+	free(sizes);
+	pipeline_free(p);
+	free(ov.used);
+	unlink("b.yaml");
+	return buf_steal(&b);
+}
+
+/* The descriptions are not formats: they have % in them. */
+#define check_batches(serial, n, want, what) do {			\
+	char *got_ = batches_of((serial), (n), NULL);			\
+	is_str(got_, (want), "%s", (what));				\
+	free(got_);							\
+} while (0)
+
+#define check_max_fail(serial, n, want, what) do {			\
+	size_t mf_ = 0;							\
+	char *got_ = batches_of((serial), (n), &mf_);			\
+	ok(mf_ == (want), "%s", (what));				\
+	if (mf_ != (want))						\
+		printf("#   got %zu (%s)\n", mf_, got_);		\
+	free(got_);							\
+} while (0)
+
+/*
+ * Batch sizes as Ansible's _get_serialized_batches and pct_to_int make
+ * them (ansible-core 2.14): N% of all the rows, in floating point, so
+ * 29% of 100 is 28; at least 1; the last size repeats.
+ */
+static void
+test_batches(void)
+{
+	check_batches("serial: 2", 6, "2 2 2", "serial 2 of 6");
+	check_batches("serial: 2", 5, "2 2 1", "serial 2 of 5: the last is short");
+	check_batches("serial: 2", 0, "", "no rows, no batch");
+	check_batches("params: { n: 1 }", 4, "4", "without serial: one batch");
+	check_batches("serial: [1, 2, 50%]", 10, "1 2 5 2",
+	    "a list; the last size repeats");
+	check_batches("serial: [1, 2, 50%]", 6, "1 2 3", "[1, 2, 50%] of 6");
+	check_batches("serial: 29%", 100, "28 28 28 16",
+	    "29% of 100 is 28, as in Ansible's floating point");
+	check_batches("serial: 57%", 100, "56 44", "57% of 100 is 56");
+	check_batches("serial: 1%", 10, "1 1 1 1 1 1 1 1 1 1",
+	    "a percentage is at least 1 row");
+	check_batches("serial: 33%", 3, "1 1 1", "33% of 3 is 1");
+	check_batches("serial: 100%", 7, "7", "100% is all");
+	check_batches("serial: [10%, 30%]", 20, "2 6 6 6", "[10%, 30%] of 20");
+	check_batches("serial: 9", 4, "4", "a batch larger than the rows");
+	check_max_fail("serial: 1", 6, 0, "max-fail is 0 with serial");
+	check_max_fail("serial: 1\nmax-fail: 3", 6, 3, "max-fail 3");
+	check_max_fail("serial: 1\nmax-fail: 20%", 6, 1,
+	    "max-fail 20% of 6: more than 1.2 is 2 or more");
+	check_max_fail("serial: 1\nmax-fail: 10%", 5, 0, "max-fail 10% of 5");
+	check_max_fail("serial: 1\nmax-fail: 50%", 6, 3, "max-fail 50% of 6");
+	check_max_fail("serial: 1\nmax-fail: 100%", 7, 7, "max-fail 100%");
+	check("hosts: web\nserial: 0\nstages: [pretty]\n",
+	    "p.yaml:2:9: 'serial' must be at least 1 row, not '0'",
+	    "serial 0 at its value");
+	check("hosts: web\nserial: [2, 150%]\nstages: [pretty]\n",
+	    "p.yaml:2:13: 'serial' must be from 1% to 100% of the rows, "
+	    "not '150%'", "serial 150%% in a list, at the item");
+	check("hosts: web\nserial: 99999999999\nstages: [pretty]\n",
+	    "p.yaml:2:9: 'serial' of '99999999999' rows is too large",
+	    "a serial too large");
+	check("hosts: web\nstages: [pretty]\nmax-fail: 2\n",
+	    "p.yaml:3:1: 'max-fail' needs 'serial': without batches every row "
+	    "runs at once", "max-fail without serial, at its key");
+	check("hosts: web\nserial: 1\nmax-fail: -1\nstages: [pretty]\n",
+	    "p.yaml:3:11: 'max-fail' takes a number of rows or a percentage "
+	    "such as '10%', not '-1'", "a negative max-fail");
+}
+
 int
 main(void)
 {
@@ -308,6 +407,7 @@ main(void)
 	test_pipeline();
 	test_include();
 	test_limits();
+	test_batches();
 	if (chdir("/") != 0 || rmdir(dir) != 0)
 		perror(dir);
 	return tap_done();

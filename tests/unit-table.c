@@ -1,10 +1,12 @@
 /*
  * unit-table.c: the result table: rows, extra columns in first-seen
- * order, binary-safe values, and table_keep.
+ * order, binary-safe values, and table_keep; expand_row's three ways of
+ * putting a row value in.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "stage.h"
 #include "table.h"
 #include "tap.h"
 
@@ -170,6 +172,77 @@ test_row_value_numbers(void)
 	table_free(t);
 }
 
+/* expand_row into a fresh string; NULL when it refuses, why then set. */
+static char *
+expand(const char *tmpl, const struct row *r, enum expand_mode mode,
+    struct buf *why)
+{
+	struct buf	b;
+	int		ret;
+
+	buf_init(&b);
+	buf_reset(why);
+	ret = expand_row(&b, tmpl, r, mode, why);
+	if (ret != 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	buf_addc(&b, '\0');
+	return buf_steal(&b);
+}
+
+static void
+test_expand_row(void)
+{
+	struct table	*t = table_new();
+	struct row	*r;
+	struct buf	 why;
+	char		*s;
+	const char	*bad[] = { "", ".", "..", "a/b", "/", "../x" };
+	size_t		 i;
+
+	buf_init(&why);
+	r = table_add(t, "web-1", ROW_HOST, "web");
+	buf_adds(&r->out, "it's $(x)\n");
+	row_sets(t, r, "os", "debian");
+	row_set(t, r, "nul", "a\0b", 3);
+
+	s = expand("echo ${row.stdout} ${row.os}", r, EXPAND_SHELL, &why);
+	is_str(s, "echo 'it'\\''s $(x)' 'debian'",
+	    "shell: each value one quoted word, its final newline dropped");
+	free(s);
+	s = expand("[${row.missing}]", r, EXPAND_SHELL, &why);
+	is_str(s, "['']", "shell: a column the row lacks is an empty word");
+	free(s);
+	s = expand("/d/${row.stdout}", r, EXPAND_TEXT, &why);
+	is_str(s, "/d/it's $(x)", "text: the value as it is");
+	free(s);
+	s = expand("${target}:${row.target}:${row.code}:$${row.os}", r,
+	    EXPAND_TEXT, &why);
+	is_str(s, "web-1:web-1:0:${row.os}",
+	    "fixed columns, numbers, and $${ as the text ${");
+	free(s);
+	s = expand("files/${row.os}.conf", r, EXPAND_PATH, &why);
+	is_str(s, "files/debian.conf", "path: one file name goes in");
+	free(s);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		row_sets(t, r, "os", bad[i]);
+		s = expand("files/${row.os}", r, EXPAND_PATH, &why);
+		ok(s == NULL && why.len > 0 && strstr(why.data,
+		    "${row.os}") != NULL, "path: '%s' is refused (%s)", bad[i],
+		    why.data != NULL ? why.data : "");
+		free(s);
+	}
+	s = expand("x ${row.nul}", r, EXPAND_SHELL, &why);
+	ok(s == NULL && strstr(why.data, "NUL") != NULL,
+	    "a value with a NUL byte is refused everywhere");
+	free(s);
+	ok(has_row_value("a ${row.x}") && !has_row_value("a $${row.x}") &&
+	    !has_row_value("${target}"), "has_row_value");
+	buf_free(&why);
+	table_free(t);
+}
+
 int
 main(void)
 {
@@ -178,5 +251,6 @@ main(void)
 	test_binary();
 	test_keep();
 	test_row_value_numbers();
+	test_expand_row();
 	return tap_done();
 }
