@@ -170,6 +170,51 @@ plan_stages(FILE *f, const struct pipeline *p, const char *prefix,
 	}
 }
 
+/* A pipeline's serial: and max-fail: as written, e.g. "1, 2, 50%". */
+static void
+serial_text(struct buf *b, const struct pipeline *p)
+{
+	size_t	k;
+
+	for (k = 0; k < p->nserial; k++)
+		buf_printf(b, "%s%d%s", k > 0 ? ", " : "", p->serial[k].n,
+		    p->serial[k].percent ? "%" : "");
+}
+
+/*
+ * Rolling batches (a top-level serial:), after the targets: the batch
+ * sizes for these n rows, a run of equal sizes as "2 x3", and how many
+ * rows may fail before no further batch starts:
+ *	batches: 1, 2 x3 (4 batches; serial: 1, 2); max-fail: 0 of 7 rows
+ */
+static void
+plan_batches(FILE *f, const struct pipeline *p, size_t n)
+{
+	struct buf	 b;
+	size_t		*sizes, nb, k, same;
+
+	if (p->serial == NULL)
+		return;
+	nb = pipeline_batches(p, n, &sizes);
+	buf_init(&b);
+	for (k = 0; k < nb; k += same) {
+		for (same = 1; k + same < nb && sizes[k + same] == sizes[k];
+		    same++)
+			;
+		buf_printf(&b, "%s%zu", k > 0 ? ", " : "", sizes[k]);
+		if (same > 1)
+			buf_printf(&b, " x%zu", same);
+	}
+	fprintf(f, "batches: %s (%zu batch%s; serial: ", nb > 0 ? b.data :
+	    "none", nb, nb == 1 ? "" : "es");
+	buf_reset(&b);
+	serial_text(&b, p);
+	fprintf(f, "%s); max-fail: %zu of %zu rows\n", b.data,
+	    pipeline_max_fail(p, n), n);
+	buf_free(&b);
+	free(sizes);
+}
+
 /* What --check prints: the targets, then the stages that would run. */
 static void
 plan_write(FILE *f, const struct pipeline *p, const struct target *t,
@@ -193,10 +238,7 @@ plan_write(FILE *f, const struct pipeline *p, const struct target *t,
 			    t[i].host->name, t[i].host->group->name,
 			    transport_name(t[i].host->group->transport));
 	}
-	/*
-	 * Rolling batches (top-level serial:) print here, one line after
-	 * the targets: "batches: 2 2 2 (serial: 2, max-fail: 0)".
-	 */
+	plan_batches(f, p, n);
 	fprintf(f, "stages:\n");
 	if ((w = number_width(p, "")) < 6)
 		w = 6;
@@ -497,6 +539,12 @@ start_label(const struct pipeline *p)
 		buf_adds(&b, "(none)");
 	for (i = 0; i < p->sel.n; i++)
 		buf_printf(&b, "%s%s", i > 0 ? ", " : "", p->sel.items[i].text);
+	if (p->serial != NULL) {
+		buf_adds(&b, "\nserial: ");
+		serial_text(&b, p);
+		buf_printf(&b, "; max-fail: %d%s", p->max_fail.n,
+		    p->max_fail.percent ? "%" : "");
+	}
 	return buf_steal(&b);
 }
 

@@ -225,6 +225,24 @@ test_expect_success '--check: the tree goes through a pipe as plain ASCII' '
 	! LC_ALL=C grep -q -P "[^\x00-\x7f]" plan
 '
 
+test_expect_success '--check and --graph: rolling batches with the targets' '
+	cat >roll.yaml <<-\EOF &&
+	hosts: web
+	serial: [1, 50%]
+	max-fail: 50%
+	stages:
+	  - exec: echo hi
+	EOF
+	reops_run --check roll.yaml >plan &&
+	test_grep "^batches: 1 x2 \(2 batches; serial: 1, 50%\); max-fail: 1 of 2 rows$" plan &&
+	reops_run --graph roll.yaml >r.dot &&
+	graph_summary r.dot >sum &&
+	test_grep "^node roll.yaml / hosts: web / serial: 1, 50%; max-fail: 50%$" sum &&
+	printf "hosts: web\nstages: [pretty]\n" >noroll.yaml &&
+	reops_run --check noroll.yaml >plan &&
+	! grep "^batches" plan
+'
+
 # The branch stage (issue 9) may not be in this build yet.
 if reops_run --list-stages | grep -q "^branch "; then
 cat >br.yaml <<'YAML'
