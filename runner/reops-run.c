@@ -25,16 +25,17 @@
 #include "ssh.h"
 
 static const char usage_text[] =
-"usage: reops-run [-qvy] [--check] [--json] [--color=when] [-F ssh_config]\n"
-"                 [-f forks] [-i dir] [-l pattern] [-t seconds]\n"
-"                 [--retry table] [--set name=value] [--set-file name=file]\n"
-"                 [--shard i/n] pipeline ...\n"
+"usage: reops-run [-qvy] [--check] [--graph] [--json] [--color=when]\n"
+"                 [-F ssh_config] [-f forks] [-i dir] [-l pattern]\n"
+"                 [-t seconds] [--retry table] [--set name=value]\n"
+"                 [--set-file name=file] [--shard i/n] pipeline ...\n"
 "       reops-run --list-stages[=json]\n"
 "       reops-run --version\n";
 
 enum {
 	OPT_CHECK = 256,
 	OPT_COLOR,
+	OPT_GRAPH,
 	OPT_JSON,
 	OPT_LIST_STAGES,
 	OPT_RETRY,
@@ -49,6 +50,7 @@ static const struct option long_options[] = {
 	{ "check", no_argument, NULL, OPT_CHECK },
 	{ "color", required_argument, NULL, OPT_COLOR },
 	{ "forks", required_argument, NULL, 'f' },
+	{ "graph", no_argument, NULL, OPT_GRAPH },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "inventory", required_argument, NULL, 'i' },
 	{ "json", no_argument, NULL, OPT_JSON },
@@ -353,88 +355,6 @@ list_stages_json(void)
 	printf("\n]\n");
 }
 
-static void
-plan_stages(FILE *f, const struct pipeline *p, const char *prefix)
-{
-	struct buf	 b;
-	char		*num;
-	size_t		 i, j;
-
-	for (i = 0; i < p->nstages; i++) {
-		buf_init(&b);
-		stage_describe(&b, &p->stages[i]);
-		num = xasprintf("%s%zu", prefix, i + 1);
-		fprintf(f, "  %-6s %s  (%s:%d:%d)\n", num, b.data, p->file,
-		    p->stages[i].where->line, p->stages[i].where->col);
-		if (p->stages[i].entry->flags & STAGE_DESTRUCTIVE)
-			fprintf(f, "  %-6s destructive: would %s (asks "
-			    "first; --yes when not on a terminal)\n", "",
-			    p->stages[i].entry->summary);
-		for (j = 0; j < p->stages[i].nsubs; j++) {
-			char	*sub = xasprintf("%s.", num);
-
-			plan_stages(f, p->stages[i].subs[j].p, sub);
-			free(sub);
-		}
-		free(num);
-		buf_free(&b);
-	}
-}
-
-/* What --check prints: the targets, then the stages that would run. */
-static void
-plan_write(FILE *f, const struct pipeline *p, const struct target *t,
-    size_t n, int systems)
-{
-	size_t	i;
-
-	fprintf(f, "pipeline %s (%s)\n", p->name != NULL ? p->name : p->file,
-	    p->file);
-	if (p->description != NULL)
-		fprintf(f, "  %s\n", p->description);
-	fprintf(f, "targets: %zu %s\n", n, systems ? "systems" : "hosts");
-	for (i = 0; i < n; i++) {
-		if (systems)
-			fprintf(f, "  %s  type=%s uri=%s\n", t[i].system->name,
-			    t[i].system->type->name,
-			    t[i].system->hypervisor.uri);
-		else
-			fprintf(f, "  %s  group=%s transport=%s\n",
-			    t[i].host->name, t[i].host->group->name,
-			    transport_name(t[i].host->group->transport));
-	}
-	fprintf(f, "stages:\n");
-	plan_stages(f, p, "");
-}
-
-/* The plan is written whole, with any secret in it masked. */
-void
-print_plan(FILE *f, const struct pipeline *p, const struct target *t,
-    size_t n, int systems)
-{
-	struct buf	 b;
-	FILE		*mem;
-	char		*data = NULL;
-	size_t		 len = 0;
-
-	/* Never unmasked: without memory for it, no plan (as xmalloc). */
-	if ((mem = open_memstream(&data, &len)) == NULL) {
-		fputs("reops-run: out of memory\n", stderr);
-		exit(EXIT_INTERNAL);
-	}
-	plan_write(mem, p, t, n, systems);
-	if (fclose(mem) != 0) {
-		fputs("reops-run: out of memory\n", stderr);
-		exit(EXIT_INTERNAL);
-	}
-	buf_init(&b);
-	buf_add(&b, data, len);
-	free(data);
-	secret_mask_buf(&b);
-	fwrite(b.data, 1, b.len, f);
-	buf_free(&b);
-}
-
 static struct table *
 initial_table(const struct target *t, size_t n)
 {
@@ -517,6 +437,7 @@ main(int argc, char **argv)
 	struct stat		 sb;
 	const char		*nc;
 	int			 ch, npl = 0, i, status = EXIT_OK, have_limit = 0;
+	int			 graph = 0;
 	size_t			 k;
 
 	sanitise_stdfd();
@@ -561,6 +482,9 @@ main(int argc, char **argv)
 			break;
 		case OPT_CHECK:
 			opt.check = 1;
+			break;
+		case OPT_GRAPH:
+			graph = 1;
 			break;
 		case OPT_COLOR:
 			if (strcmp(optarg, "auto") == 0)
@@ -626,10 +550,12 @@ main(int argc, char **argv)
 		goto out;
 	}
 	ov.used = xcalloc(ov.n + 1, 1);
-	ov.check = opt.check;
+	ov.check = opt.check || graph;
 
 	/* Load and check everything first: nothing runs on bad input. */
-	if (opt.inventory != NULL)
+	if (graph)
+		ch = 0;		/* the graph is the files' alone */
+	else if (opt.inventory != NULL)
 		ch = inventory_load(opt.inventory, &inv, &e);
 	else if (stat("hosts.d", &sb) == 0 && S_ISDIR(sb.st_mode))
 		ch = inventory_load("hosts.d", &inv, &e);
@@ -666,6 +592,10 @@ main(int argc, char **argv)
 			status = EXIT_USAGE;
 			goto out;
 		}
+	}
+	if (graph) {
+		print_graph(stdout, pl, (size_t)npl);
+		goto out;
 	}
 	for (i = 0; i < npl; i++) {
 		if (selector_resolve(&pl[i]->sel, have_limit ? &limit : NULL,

@@ -76,5 +76,6 @@ void	print_failures(FILE *, const struct table *);
 int	print_done(struct run *, FILE *);
 void	print_plan(FILE *, const struct pipeline *, const struct target *,
 	    size_t, int);
+void	print_graph(FILE *, struct pipeline *const *, size_t);
 
 #endif
