@@ -1,10 +1,9 @@
 /*
  * local.c: the local transport. Each job is /bin/sh -c COMMAND in its own
- * process group, started with posix_spawn (a vfork, not a copy of a
- * process that maps libvirt, libssh2 and libzmq), as many at once as the
- * shared --forks budget gives; one poll loop reads every stdout, stderr
- * and pidfd, so no child ever blocks on a full pipe, and a deadline kills
- * the whole process group.
+ * process group, started with posix_spawn (sh-spawn.c), as many at once
+ * as the shared --forks budget gives; one poll loop reads every stdout,
+ * stderr and pidfd, so no child ever blocks on a full pipe, and a
+ * deadline kills the whole process group.
  */
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -15,11 +14,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "sh-spawn.h"
 #include "transport.h"
 
 #define KILL_GRACE_MS	1000
@@ -32,8 +31,6 @@
  * some back.
  */
 #define START_FDS	6
-
-extern char	**environ;
 
 struct proc {
 	struct job	*job;
@@ -91,70 +88,6 @@ input_fd(const struct job *j)
 	return fd;
 }
 
-/* Moves a descriptor out of 0-2, which a closed std stream left free. */
-static int
-above_std(int *fd)
-{
-	int	n;
-
-	if (*fd == -1 || *fd > 2)
-		return 0;
-	if ((n = fcntl(*fd, F_DUPFD_CLOEXEC, 3)) == -1)
-		return -1;
-	close(*fd);
-	*fd = n;
-	return 0;
-}
-
-/*
- * posix_spawn does in the child what a fork did: a process group of its
- * own, no signal blocked, SIGINT and SIGPIPE (ignored here) at their
- * defaults, stdin from the job's input or /dev/null, stdout and stderr
- * to the pipes. Everything else of ours is O_CLOEXEC. 0, or an errno.
- */
-static int
-spawn(pid_t *pid, const char *command, int in, int out, int err)
-{
-	posix_spawn_file_actions_t	 fa;
-	posix_spawnattr_t		 attr;
-	sigset_t			 set;
-	char				*argv[] = { "sh", "-c", NULL, NULL };
-	int				 e;
-
-	argv[2] = (char *)command;
-	if ((e = posix_spawnattr_init(&attr)) != 0)
-		return e;
-	if ((e = posix_spawn_file_actions_init(&fa)) != 0) {
-		posix_spawnattr_destroy(&attr);
-		return e;
-	}
-	sigemptyset(&set);
-	if ((e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
-	    (e = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
-	    (e = posix_spawnattr_setsigmask(&attr, &set)) != 0)
-		goto out;
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGPIPE);
-	if ((e = posix_spawnattr_setsigdefault(&attr, &set)) != 0)
-		goto out;
-	/* All three are above 2, so no dup2 overwrites another's source. */
-	if (in != -1)
-		e = posix_spawn_file_actions_adddup2(&fa, in, 0);
-	else
-		e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-		    O_RDONLY, 0);
-	if (e != 0 ||
-	    (e = posix_spawn_file_actions_adddup2(&fa, out, 1)) != 0 ||
-	    (e = posix_spawn_file_actions_adddup2(&fa, err, 2)) != 0)
-		goto out;
-	e = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
-out:
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	return e;
-}
-
 /*
  * 0 with the command running; -1 when nothing could be made for it (errno
  * says why); 1 when /bin/sh could not be run: the row is final, and says
@@ -180,11 +113,11 @@ start(struct proc *p, struct job *j)
 		close(out[1]);
 		goto fail;
 	}
-	if (above_std(&in) != 0 || above_std(&out[1]) != 0 ||
-	    above_std(&err[1]) != 0)
+	if (spawn_above_std(&in) != 0 || spawn_above_std(&out[1]) != 0 ||
+	    spawn_above_std(&err[1]) != 0)
 		e = errno;
 	else
-		e = spawn(&p->pid, j->command, in, out[1], err[1]);
+		e = spawn_sh(&p->pid, j->command, in, out[1], err[1], NULL, 0);
 	if (in != -1)
 		close(in);
 	close(out[1]);
