@@ -24,6 +24,7 @@
 #include <zmq.h>
 
 #include "agent.h"
+#include "sh-spawn.h"
 
 #define MONITOR_ADDR	"inproc://reops-agent-monitor"
 #define ZAP_ADDR	"inproc://zeromq.zap.01"
@@ -381,39 +382,28 @@ input_fd(const struct buf *in)
 }
 
 /*
- * The child: its own process group, stdin from the request's input or
- * /dev/null, then /bin/sh -c.
+ * The command: /bin/sh -c in its own process group (sh-spawn.c), stdin
+ * from the request's input or /dev/null, in $HOME or else /, with no
+ * descriptor of ours. 0, or an errno.
  */
-static void
-child_exec(const char *command, int in, int out, int err)
+static int
+job_spawn(struct job *j, int in, int out, int err)
 {
-	sigset_t	all;
 	const char	*home;
-	int		null;
 
-	setpgid(0, 0);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	if (in != -1)
-		null = in;
-	else if ((null = open("/dev/null", O_RDONLY)) == -1)
-		_exit(127);
-	if (dup2(null, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
-		_exit(127);
-	/* A memfd that was given 0 itself keeps its close-on-exec flag. */
-	(void)fcntl(0, F_SETFD, 0);
-	close_range(3, ~0U, 0);
-	if ((home = getenv("HOME")) == NULL || chdir(home) == -1)
-		(void)!chdir("/");
-	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
-	_exit(127);
+	if ((home = getenv("HOME")) != NULL && *home != '\0' &&
+	    spawn_sh(&j->pid, j->command, in, out, err, home,
+	    SPAWN_CLOSE_OTHERS) == 0)
+		return 0;
+	/* A $HOME it cannot enter (or no /bin/sh): as fork did, from /. */
+	return spawn_sh(&j->pid, j->command, in, out, err, "/",
+	    SPAWN_CLOSE_OTHERS);
 }
 
 static int
 job_start(struct server *s, struct job *j)
 {
-	int	out[2] = { -1, -1 }, err[2] = { -1, -1 }, in = -1;
+	int	out[2] = { -1, -1 }, err[2] = { -1, -1 }, in = -1, e;
 
 	if (j->has_input && (in = input_fd(&j->input)) == -1)
 		goto fail;
@@ -422,11 +412,14 @@ job_start(struct server *s, struct job *j)
 	    fcntl(out[0], F_SETFL, O_NONBLOCK) == -1 ||
 	    fcntl(err[0], F_SETFL, O_NONBLOCK) == -1)
 		goto fail;
-	if ((j->pid = fork()) == -1)
+	/* Out of 0-2 (a closed std stream), so no dup2 hits another. */
+	if (spawn_above_std(&in) != 0 || spawn_above_std(&out[1]) != 0 ||
+	    spawn_above_std(&err[1]) != 0)
 		goto fail;
-	if (j->pid == 0)
-		child_exec(j->command, in, out[1], err[1]);
-	setpgid(j->pid, j->pid);	/* either side may win the race */
+	if ((e = job_spawn(j, in, out[1], err[1])) != 0) {
+		errno = e;
+		goto fail;
+	}
 	if (in != -1)
 		close(in);
 	buf_free(&j->input);		/* the memfd has it now */
