@@ -92,6 +92,19 @@ test_expect_success 'exec: stdin is /dev/null, the command its own group' '
 	read -r pid pgid <out && test "$pid" = "$pgid"
 '
 
+# The agent holds descriptor 7 open (not close-on-exec): no command gets it.
+test_expect_success 'exec: in HOME, else /, with no descriptor of the agent'\''s' '
+	mkdir home && (cd home && pwd -P) >expect &&
+	(HOME="$TRASH/home" && export HOME &&
+	    agent_start h1 127.0.0.50 7<authorized) &&
+	client h1 exec "pwd -P" >out && test_cmp expect out &&
+	client h1 exec "ls /proc/\$\$/fd; :" >out &&
+	printf "0\n1\n2\n" >expect && test_cmp expect out &&
+	rmdir home && client h1 exec "pwd -P" >out &&
+	echo / >expect && test_cmp expect out &&
+	agent_stop h1
+'
+
 test_expect_success 'exec: signals are as for any command, not the agent'\''s' '
 	client a1 exec "yes | head -n 1" >out 2>err &&
 	echo y >expect && test_cmp expect out && test_cmp /dev/null err &&
