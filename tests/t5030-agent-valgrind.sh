@@ -25,7 +25,7 @@ if [ "$SANITIZERS" = yes ]; then
 		    "$SRCDIR"/runner/agent-request.c \
 		    "$SRCDIR"/runner/agent-client.c "$SRCDIR"/runner/frame.c \
 		    "$SRCDIR"/runner/util.c "$SRCDIR"/runner/sha256.c \
-		    "$SRCDIR"/runner/secret.c \
+		    "$SRCDIR"/runner/secret.c "$SRCDIR"/runner/sh-spawn.c \
 		    $(pkg-config --cflags --libs libzmq)
 	'
 	plain=$TRASH/reops-agent-plain
