@@ -7,12 +7,12 @@ test_expect_success 'the README opens with the two commands, in a code block' '
 	sed -n "3,6p" "$SRCDIR/README.md" >got &&
 	printf "%s\n" "\`\`\`sh" \
 		"build-aux/setup && ./reops-run pipelines/demo.yaml" \
-		"build-aux/setup --enable-sanitizers && make check" "\`\`\`" >want &&
+		"build-aux/setup --enable-sanitizers && make -j2 check" "\`\`\`" >want &&
 	test_cmp want got
 '
 
 test_expect_success '.ci/run runs the second of them' '
-	test_grep "^build-aux/setup --enable-sanitizers && make check" "$SRCDIR/.ci/run"
+	test_grep "^build-aux/setup --enable-sanitizers && make -j2 check" "$SRCDIR/.ci/run"
 '
 
 test_expect_success 'the pipeline the README shows is pipelines/demo.yaml' '
