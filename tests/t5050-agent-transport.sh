@@ -104,9 +104,13 @@ stages:
   - exec: "echo o:\${target}; echo e >&2; kill -TERM \$\$"
 YAML
 pipeline fail.yaml all "exec: \"echo out; echo err >&2; exit 7\""
+# fetch and ls: commands the stages build, the same over every transport.
+mkdir -p lsdir && : >lsdir/a && : >"lsdir/b c"
+pipeline fetch.yaml all "fetch: { src: \"$TRASH/blob\", dest: \"$TRASH/fetched\" }" \
+    "ls: \"$TRASH/lsdir\""
 pipeline slow.yaml all "exec: { command: \"echo start; exec $(marked_sleep cmp) 30\", timeout: 1 }"
 
-for p in ok fail slow; do
+for p in ok fail slow fetch; do
 	for tr in local ssh agent; do
 		test_expect_success "three transports: $p.yaml over $tr" "
 			rm -f dest/*.bin &&
@@ -114,7 +118,9 @@ for p in ok fail slow; do
 			norm $p.$tr.json >$p.$tr.norm &&
 			test \$(wc -l <$p.$tr.norm) = 2 &&
 			if [ $p = ok ]; then cmp blob dest/h1.bin && cmp blob dest/h2.bin &&
-			    test \"\$(stat -c %a dest/h1.bin)\" = 640; fi
+			    test \"\$(stat -c %a dest/h1.bin)\" = 640; fi &&
+			if [ $p = fetch ]; then cmp blob fetched/h1/blob &&
+			    cmp blob fetched/h2/blob && rm -r fetched; fi
 		"
 	done
 	test_expect_success "three transports: $p.yaml, the same tables" "
