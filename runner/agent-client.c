@@ -194,34 +194,43 @@ client_fail(struct agent_client *c, enum agent_fail f, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Reads every pending monitor event: [u16 event, u32 value], address. */
-static void
-client_events(struct agent_client *c)
+/*
+ * The next pending event of a socket monitor, [u16 event, u32 value] then
+ * the address frame, which is read and dropped: 1 with event and value,
+ * 0 when none is waiting.
+ */
+int
+monitor_next(void *mon, uint16_t *event, uint32_t *value)
 {
 	unsigned char	 ev[6];
 	char		 addr[256];
-	uint16_t	 event;
-	uint32_t	 value;
 	int		 n, more;
 	size_t		 ml;
 
 	for (;;) {
-		if ((n = zmq_recv(c->monitor, ev, sizeof ev, ZMQ_DONTWAIT)) ==
-		    -1)
-			return;
-		addr[0] = '\0';
+		if ((n = zmq_recv(mon, ev, sizeof ev, ZMQ_DONTWAIT)) == -1)
+			return 0;
 		ml = sizeof more;
 		more = 0;
-		zmq_getsockopt(c->monitor, ZMQ_RCVMORE, &more, &ml);
-		if (more) {
-			n = zmq_recv(c->monitor, addr, sizeof addr - 1, 0);
-			addr[n < 0 ? 0 : n > (int)sizeof addr - 1 ?
-			    (int)sizeof addr - 1 : n] = '\0';
-		}
-		if (n < 0 || (size_t)n < sizeof ev)
+		zmq_getsockopt(mon, ZMQ_RCVMORE, &more, &ml);
+		if (more)
+			(void)zmq_recv(mon, addr, sizeof addr, 0);
+		if ((size_t)n < sizeof ev)
 			continue;
-		memcpy(&event, ev, 2);		/* host order, as libzmq sends */
-		memcpy(&value, ev + 2, 4);
+		memcpy(event, ev, 2);		/* host order, as libzmq sends */
+		memcpy(value, ev + 2, 4);
+		return 1;
+	}
+}
+
+/* Reads every pending monitor event into the client's state. */
+static void
+client_events(struct agent_client *c)
+{
+	uint16_t	 event;
+	uint32_t	 value;
+
+	while (monitor_next(c->monitor, &event, &value)) {
 		switch (event) {
 		case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
 			c->ready = 1;

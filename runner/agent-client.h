@@ -101,6 +101,9 @@ int	agent_client_recv(struct agent_client *, struct agent_reply *,
 	    struct err *);
 void	agent_reply_free(struct agent_reply *);
 
+/* The next event of a zmq_socket_monitor PAIR socket: 1, or 0: none. */
+int		 monitor_next(void *, uint16_t *, uint32_t *);
+
 enum agent_fail	 agent_client_failure(const struct agent_client *);
 int		 agent_client_ready(const struct agent_client *);
 /* A TCP connection was made once (something listens on the port). */

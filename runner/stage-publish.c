@@ -178,29 +178,14 @@ publish_cleanup(struct stage *st)
 	st->data = NULL;
 }
 
-/* Reads every pending monitor event: [u16 event, u32 value], address. */
+/* Reads every pending monitor event (monitor_next) into d. */
 static void
 read_events(struct delivery *d)
 {
-	unsigned char	ev[6];
-	char		addr[256];
 	uint16_t	event;
 	uint32_t	value;
-	int		n, more;
-	size_t		ml;
 
-	for (;;) {
-		if ((n = zmq_recv(d->mon, ev, sizeof ev, ZMQ_DONTWAIT)) == -1)
-			return;
-		ml = sizeof more;
-		more = 0;
-		zmq_getsockopt(d->mon, ZMQ_RCVMORE, &more, &ml);
-		if (more)
-			zmq_recv(d->mon, addr, sizeof addr, 0);
-		if ((size_t)n < sizeof ev)
-			continue;
-		memcpy(&event, ev, 2);	/* host order, as libzmq sends */
-		memcpy(&value, ev + 2, 4);
+	while (monitor_next(d->mon, &event, &value)) {
 		switch (event) {
 		case ZMQ_EVENT_CONNECTED:
 			d->connected = 1;
