@@ -206,6 +206,39 @@ run_selected(struct run *run, struct stage *st, stage_fn fn,
 	return r;
 }
 
+/*
+ * A run of its own for a thread (a branch's lane): the options, inventory
+ * and stage state are shared; connections (ssh, agent, libvirt), the
+ * progress line and what the exit status must say are its own, so that
+ * threads never share a cache. run_join closes them and hands the status
+ * back. A new per-run cache or tally belongs in both.
+ */
+void
+run_fork(struct run *child, const struct run *parent)
+{
+	*child = *parent;
+	child->ssh = NULL;
+	child->agent = NULL;
+	child->virt = NULL;
+	child->saw_failed = child->saw_unreachable = 0;
+	child->output_error = 0;
+	child->undelivered = 0;
+	child->progress = progress_new(0, progress_verbose(parent->progress));
+}
+
+void
+run_join(struct run *parent, struct run *child)
+{
+	transport_close_all(child);
+	virt_close(child);
+	progress_free(child->progress);
+	parent->saw_failed |= child->saw_failed;
+	parent->saw_unreachable |= child->saw_unreachable;
+	if (parent->output_error == 0)
+		parent->output_error = child->output_error;
+	parent->undelivered += child->undelivered;
+}
+
 /* One stage on the table; 0, or -1 after an internal error. */
 int
 run_stage(struct run *run, struct stage *st, struct table *t)

@@ -55,6 +55,8 @@ struct run {
 };
 
 int	run_pipeline(struct run *, struct pipeline *, struct table *);
+void	run_fork(struct run *, const struct run *);
+void	run_join(struct run *, struct run *);
 int	run_stage(struct run *, struct stage *, struct table *);
 int	run_batches(struct run *, struct pipeline *, struct table *);
 int	run_jobs(struct run *, struct job *, size_t);

@@ -130,13 +130,7 @@ lane_main(void *arg)
 static void
 lane_start(struct lane *l, struct run *run)
 {
-	l->own = *run;
-	l->own.ssh = NULL;
-	l->own.agent = NULL;
-	l->own.virt = NULL;
-	l->own.saw_failed = l->own.saw_unreachable = 0;
-	l->own.output_error = 0;
-	l->own.progress = progress_new(0, progress_verbose(run->progress));
+	run_fork(&l->own, run);
 	l->run = &l->own;
 	l->serial = forks_serial();
 	l->threaded = pthread_create(&l->tid, NULL, lane_main, l) == 0;
@@ -149,16 +143,8 @@ lane_end(struct lane *l, struct run *run)
 {
 	if (l->threaded)
 		pthread_join(l->tid, NULL);
-	if (l->run != &l->own)
-		return;
-	transport_close_all(&l->own);
-	virt_close(&l->own);
-	progress_free(l->own.progress);
-	run->saw_failed |= l->own.saw_failed;
-	run->saw_unreachable |= l->own.saw_unreachable;
-	if (run->output_error == 0)
-		run->output_error = l->own.output_error;
-	run->undelivered += l->own.undelivered;
+	if (l->run == &l->own)
+		run_join(run, &l->own);
 }
 
 /* Adds name to t's columns unless it has it; 1 when it was added. */
