@@ -147,12 +147,12 @@ parse_line(char *line, const char **host, int *port, const char **key,
 }
 
 /*
- * Looks host:port up in text: 1 found, 0 not, -1 malformed (e says
- * where). line, when found, is the line number.
+ * Looks host:port up in text (changed in place): 1 found, 0 not, -1
+ * malformed (e says where). line, when found, is the line number.
  */
-static int
-lookup_text(const char *file, char *text, const char *host, int port,
-    char key[KNOWN_AGENTS_KEY_LEN + 1], int *lineno, struct err *e)
+int
+known_agents_lookup_text(const char *file, char *text, const char *host,
+    int port, char key[KNOWN_AGENTS_KEY_LEN + 1], int *lineno, struct err *e)
 {
 	const char	*h, *k, *why;
 	char		*line, *next;
@@ -197,7 +197,8 @@ known_agents_lookup(const char *file, const char *host, int port,
 	if (memchr(b.data, '\0', b.len - 1) != NULL)
 		r = err_set(e, "%s: not a text file", file);
 	else
-		r = lookup_text(file, b.data, host, port, key, &line, e);
+		r = known_agents_lookup_text(file, b.data, host, port, key,
+		    &line, e);
 	buf_free(&b);
 	return r;
 }
@@ -245,7 +246,8 @@ known_agents_add(const char *file, const char *host, int port,
 	if (memchr(text, '\0', len) != NULL)
 		r = err_set(e, "%s: not a text file", file);
 	else
-		r = lookup_text(file, text, host, port, old, &n, e);
+		r = known_agents_lookup_text(file, text, host, port, old,
+		    &n, e);
 	free(text);
 	if (r == -1)
 		goto out;

@@ -33,6 +33,9 @@ int	 z85_key_valid(const char *, size_t);
  */
 int	known_agents_lookup(const char *, const char *, int,
 	    char [KNOWN_AGENTS_KEY_LEN + 1], struct err *);
+/* The same on a file's text, which it changes in place: the fuzzer's. */
+int	known_agents_lookup_text(const char *, char *, const char *, int,
+	    char [KNOWN_AGENTS_KEY_LEN + 1], int *, struct err *);
 /*
  * Pins key for host:port under an exclusive lock on the file (made 0600
  * with its directory when missing): 0 added, 1 the same key was there,
