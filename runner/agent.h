@@ -1,7 +1,9 @@
 /*
- * agent.h: the parts of reops-agent(8): the serving loop (agent-serve.c),
- * the authorized runner keys and ZAP handler (agent-auth.c), the request
- * handlers (agent-request.c) and logging (reops-agent.c).
+ * agent.h: the parts of reops-agent(8): the server (agent-serve.c, the
+ * poll loop, with agent-dispatch.c, agent-job.c and agent-reply.c, which
+ * share agent-int.h), the authorized runner keys and ZAP handler
+ * (agent-auth.c), the requests answered without a shell (agent-request.c)
+ * and logging (reops-agent.c).
  */
 #ifndef REOPS_AGENT_H
 #define REOPS_AGENT_H

@@ -1,6 +1,6 @@
 /*
  * sh-spawn.h: /bin/sh -c COMMAND started with posix_spawn, for the local
- * transport (local.c) and reops-agent (agent-serve.c).
+ * transport (local.c) and reops-agent (agent-job.c).
  */
 #ifndef REOPS_SH_SPAWN_H
 #define REOPS_SH_SPAWN_H

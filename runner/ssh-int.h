@@ -1,6 +1,8 @@
 /*
- * ssh-int.h: what ssh.c (the poll loop, the commands) and ssh-conn.c
- * (connecting and logging in) share and nothing else needs.
+ * ssh-int.h: what the ssh modules share and nothing else needs: ssh.c
+ * (the poll loop, the commands), ssh-cache.c (the run's connections and
+ * their settings), ssh-conn.c (connecting), ssh-auth.c (logging in) and
+ * ssh-jump.c (targets behind a bastion).
  */
 #ifndef REOPS_SSH_INT_H
 #define REOPS_SSH_INT_H
@@ -165,8 +167,12 @@ struct ssh_cache {
 	size_t			 njumps;
 };
 
+/* ssh-cache.c */
 struct ssh_cache *cache_get(struct run *);
 struct conn *conn_new(struct ssh_cache *, const struct host *);
+void	conn_free(struct conn *);
+
+/* ssh-conn.c */
 int	conn_step(struct ssh_cache *, struct conn *, struct slot *);
 void	conn_drop(struct conn *, int);
 int	conn_dead(struct conn *, const char *, ...)
@@ -175,10 +181,18 @@ int	resolve_free(struct conn *, int);
 const char *last_error(LIBSSH2_SESSION *);
 int	wait_dirs(struct slot *, LIBSSH2_SESSION *);
 void	conn_timeout(struct conn *, int);
-void	conn_free(struct conn *);
 const char *conn_error(struct conn *);
 int	conn_pollfd(const struct conn *);
 int	conn_resolving(const struct conn *);
+
+/* ssh-auth.c */
+int	auth_step(struct ssh_cache *, struct conn *, struct slot *);
+
+/* ssh-jump.c */
+ssize_t	tunnel_send(libssh2_socket_t, const void *, size_t, int, void **);
+ssize_t	tunnel_recv(libssh2_socket_t, void *, size_t, int, void **);
+void	tunnel_release(struct conn *);
+void	jump_fail_all(struct conn *, const char *);
 int	conn_tunnel_ready(const struct conn *, int);
 int	jump_pollfds(struct ssh_cache *, struct pollfd *);
 void	jump_service(struct ssh_cache *, const struct pollfd *);

@@ -17,7 +17,8 @@ if [ "$SANITIZERS" = yes ]; then
 		cc -g -O1 -D_GNU_SOURCE -DPACKAGE_VERSION="\"plain\"" \
 		    -I"$SRCDIR/runner" -o reops-run-plain $(ls \
 		    "$SRCDIR"/runner/*.c | grep -v -e /reops-agent.c \
-		    -e /agent-serve.c -e /agent-auth.c -e /agent-request.c) \
+		    -e /agent-serve.c -e /agent-dispatch.c -e /agent-job.c \
+		    -e /agent-reply.c -e /agent-auth.c -e /agent-request.c) \
 		    $(pkg-config --cflags --libs yaml-0.1 libssh2 libzmq \
 		    libvirt libpcre2-8) -lpthread
 	'

@@ -21,6 +21,9 @@ if [ "$SANITIZERS" = yes ]; then
 		    -I"$SRCDIR/runner" -o reops-agent-plain \
 		    "$SRCDIR"/runner/reops-agent.c \
 		    "$SRCDIR"/runner/agent-serve.c \
+		    "$SRCDIR"/runner/agent-dispatch.c \
+		    "$SRCDIR"/runner/agent-job.c \
+		    "$SRCDIR"/runner/agent-reply.c \
 		    "$SRCDIR"/runner/agent-auth.c \
 		    "$SRCDIR"/runner/agent-request.c \
 		    "$SRCDIR"/runner/agent-client.c "$SRCDIR"/runner/frame.c \
