@@ -367,6 +367,8 @@ run_row_refused(struct run *run, const struct stage *st, struct row *r,
 
 	msg = xasprintf("%s: %s", stage_name(st), why != NULL ? why :
 	    "row value refused");
+	/* Counted as a row of the stage, or done would pass the total. */
+	progress_add(run->progress, 1);
 	job_end(&j, END_NOT_RUN, -1, msg);
 	job_done(&j);
 	free(msg);

@@ -29,6 +29,7 @@
 
 #include "agent-client.h"
 #include "knownagents.h"
+#include "progress.h"
 #include "run.h"
 #include "ssh.h"
 
@@ -80,6 +81,7 @@ struct enrollee {
 	char		 why[sizeof ((struct err *)0)->msg]; /* a refusal */
 	struct buf	 changes;	/* what this run changed, a line each */
 	long long	 start;
+	int		 told;		/* final, and the progress told */
 };
 
 /*
@@ -438,15 +440,42 @@ quoted_var(struct buf *b, const char *name, const char *value)
 	buf_adds(b, "; ");
 }
 
-/* Runs each job over ssh, whatever the rows' groups' transport. */
+/*
+ * Runs each job over ssh, whatever the rows' groups' transport, as a
+ * step: the progress hears of a host once, for the stage (told).
+ */
 static int
 run_over_ssh(struct run *run, struct job *jobs, size_t n)
 {
 	size_t	i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		jobs[i].via = JOB_VIA(TR_SSH);
+		jobs[i].step = 1;
+	}
 	return n > 0 ? run_jobs(run, jobs, n) : 0;
+}
+
+/* A host is final: its time is taken and the progress told, once. */
+static void
+told(struct run *run, struct enrollee *h)
+{
+	if (h->told)
+		return;
+	h->told = 1;
+	h->row->duration_ms = now_ms() - h->start;
+	run_row_done(run, h->row);
+}
+
+/* The hosts a step failed go no further: they are final now. */
+static void
+told_failed(struct run *run, struct enrollee *hs, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (hs[i].row->status != ST_OK)
+			told(run, &hs[i]);
 }
 
 /* Step 1: where the binary and the agent's files are, and the digest. */
@@ -931,16 +960,22 @@ enroll_host(struct run *run, struct stage *st, struct table *t)
 			    "%s\n", kc[j].path);
 		n++;
 	}
+	progress_add(run->progress, n);
+	told_failed(run, hs, n);
 	if (n > 0 && step_probe(run, st, hs, n, timeout) != 0)
 		ret = -1;
+	told_failed(run, hs, n);
 	if (n > 0 && !run_interrupted && step_put(run, en, hs, n,
 	    timeout) != 0)
 		ret = -1;
+	told_failed(run, hs, n);
 	if (n > 0 && !run_interrupted && step_setup(run, st, en, hs, n,
 	    timeout) != 0)
 		ret = -1;
+	told_failed(run, hs, n);
 	if (n > 0 && !run_interrupted)
 		step_wait(hs, n, wait_s);
+	told_failed(run, hs, n);
 	for (i = 0; i < n; i++) {
 		struct row	*r = hs[i].row;
 
@@ -961,7 +996,7 @@ enroll_host(struct run *run, struct stage *st, struct table *t)
 			buf_reset(&r->out);
 			buf_move(&r->out, &hs[i].changes);
 		}
-		r->duration_ms = now_ms() - hs[i].start;
+		told(run, &hs[i]);
 		free(hs[i].path);
 		free(hs[i].dir);
 		free(hs[i].endpoint);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "progress.h"
 #include "run.h"
 #include "ssh.h"
 
@@ -470,6 +471,7 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 	for (i = 0; i < t->n; i++) {
 		r = t->rows[i];
 		if (plan_row(&fr[n], st, r) == -1) {
+			progress_add(run->progress, 1);
 			run_row_done(run, r);
 			continue;
 		}

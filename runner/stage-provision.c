@@ -37,6 +37,7 @@ provision_check(struct virt_op *op)
 	if (virt_ip(op->dom, op->sys, ip, sizeof ip) != 0)
 		return err_set(&op->e, "system '%s' has no ip yet (DHCP "
 		    "leases, guest agent, ARP)", op->sys->name);
+	op->later = 1;		/* final after its pipeline: provision_type */
 	return 0;
 }
 
@@ -213,9 +214,11 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 		for (i = 0; i < t->n; i++) {
 			sr = t->rows[i];
 			if (sr->status == ST_OK && sr->system != NULL &&
-			    sr->system->type == ty)
+			    sr->system->type == ty) {
 				fail_row(sr, "no provision pipeline was loaded "
 				    "for this type");
+				run_row_done(run, sr);
+			}
 		}
 		return 0;
 	}
@@ -248,8 +251,10 @@ provision_type(struct run *run, struct table *t, const struct type *ty)
 	for (i = 0; i < t->n; i++) {
 		sr = t->rows[i];
 		if (sr->status == ST_OK && sr->system != NULL &&
-		    sr->system->type == ty)
+		    sr->system->type == ty) {
 			take_back(t, sr, sub);
+			run_row_done(run, sr);
+		}
 	}
 	table_free(sub);
 	return r;

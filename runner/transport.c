@@ -196,7 +196,8 @@ void
 job_done(struct job *j)
 {
 	secret_mask_row(j->row);
-	run_row_done(j->run, j->row);
+	if (!j->step)
+		run_row_done(j->run, j->row);
 }
 
 /*
@@ -317,7 +318,7 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 {
 	struct batch	 b[nitems(transports)];
 	struct window	 w, *outer = window;
-	size_t		 i, t, first = nitems(transports);
+	size_t		 i, t, first = nitems(transports), rows = 0;
 	int		 r = 0;
 
 	memset(b, 0, sizeof b);
@@ -330,12 +331,13 @@ run_jobs(struct run *run, struct job *jobs, size_t n)
 		b[t].window = stage_serial > 0 ? &w : NULL;
 	}
 	window = stage_serial > 0 ? &w : NULL;
-	progress_add(run->progress, n);
 	for (i = 0; i < n; i++) {
 		jobs[i].run = run;
 		t = (size_t)job_transport(&jobs[i]);
 		b[t].jobs[b[t].n++] = &jobs[i];
+		rows += !jobs[i].step;
 	}
+	progress_add(run->progress, rows);
 	for (t = 0; t < nitems(transports); t++) {
 		if (b[t].n == 0)
 			continue;

@@ -51,6 +51,12 @@ struct job {
 	 */
 	const char	*put_path;
 	unsigned	 put_mode;
+	/*
+	 * One step of several that a stage runs on the row (enroll): the
+	 * row is neither counted nor told to the progress here, as the
+	 * stage does both for the row as a whole, once it is final.
+	 */
+	int		 step;
 	struct run	*run;		/* set by run_jobs, for job_done */
 };
 

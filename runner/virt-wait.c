@@ -19,6 +19,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "progress.h"
 #include "virt-int.h"
 
 #define DEFAULT_WAIT_S		300
@@ -145,6 +146,31 @@ fill_row(struct virt_op *op)
 	    managed ? "yes" : "no");
 }
 
+/*
+ * A row is final: its time is taken and, unless its stage goes on with
+ * it (later), the progress is told (the live line, -v), once, from the
+ * thread that finished it, as a transport does for a host row.
+ */
+static void
+op_done(struct virt_op *op)
+{
+	if (op->told)
+		return;
+	op->told = 1;
+	op->row->duration_ms = now_ms() - op->start;
+	if (!op->later)
+		run_row_done(op->run, op->row);
+}
+
+/* What it did failed: the row says so, with its code. */
+static void
+op_failed(struct virt_op *op)
+{
+	op->row->status = ST_FAILED;
+	op->row->code = op->code;
+	buf_printf(&op->row->err, "reops-run: %s\n", op->e.msg);
+}
+
 struct pending {
 	struct virt_op	*op;
 	enum virt_wait	 want;
@@ -231,6 +257,7 @@ poll_ports(struct pending *w, size_t n, int ms)
 			    &sl) == 0 && soerr == 0) {
 				w[i].reached = WAIT_SSH;
 				w[i].done = 1;
+				op_done(w[i].op);
 				done++;
 			}
 		}
@@ -300,6 +327,7 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 			left--;
 			if (ops[i].asked)
 				buf_adds(&ops[i].note, "shut down");
+			op_done(&ops[i]);
 		}
 		if (left == 0 || (ms = deadline - now_ms()) <= 0)
 			break;
@@ -323,22 +351,17 @@ wait_all(struct virt_op *ops, size_t n, enum virt_wait want, int secs)
 			ops[i].row->status = ST_FAILED;
 			ops[i].row->code = 130;
 			buf_adds(&ops[i].row->err, "reops-run: interrupted\n");
-			continue;
-		}
-		if (want != WAIT_SHUTOFF) {
+		} else if (want != WAIT_SHUTOFF)
 			wait_failed(&w[i], secs);
-			continue;
-		}
-		if (virDomainDestroy(ops[i].dom) != 0) {
+		else if (virDomainDestroy(ops[i].dom) != 0) {
 			virt_err(&ops[i].e, "did not shut down within %ds "
 			    "and could not be forced off", secs);
-			ops[i].row->status = ST_FAILED;
-			ops[i].row->code = 1;
-			buf_printf(&ops[i].row->err, "reops-run: %s\n",
-			    ops[i].e.msg);
+			ops[i].code = 1;
+			op_failed(&ops[i]);
 		} else
 			buf_printf(&ops[i].note, "still running %ds after the "
 			    "shutdown request; forced off", secs);
+		op_done(&ops[i]);
 	}
 	free(w);
 }
@@ -348,6 +371,7 @@ struct workers {
 	size_t		 n;
 	size_t		 next;
 	virt_fn		 fn;
+	enum virt_wait	 want;
 	pthread_mutex_t	 lock;
 };
 
@@ -367,8 +391,14 @@ worker(void *arg)
 		if (i >= w->n)
 			return NULL;
 		op = &w->ops[i];
-		if (op->act)
-			op->failed = w->fn(op) != 0;
+		if (!op->act)
+			continue;
+		if ((op->failed = w->fn(op) != 0))
+			op_failed(op);
+		/* Final unless wait_all has it wait (the same test). */
+		if (w->want == WAIT_NONE || op->row->status != ST_OK ||
+		    op->dom == NULL)
+			op_done(op);
 	}
 }
 
@@ -376,11 +406,13 @@ worker(void *arg)
  * Acts on every row, up to --forks (at most MAX_THREADS, and no more than
  * the stage's 'serial') at a time: on a real hypervisor a create takes a
  * good part of a second, mostly waiting for it, and libvirt connections
- * may be used from several threads. Each op touches only itself; rows and
- * the table are written afterwards, here.
+ * may be used from several threads. Each op touches only itself and its
+ * row, and tells the progress when the row is final; the table's columns
+ * are written afterwards, in virt_stage.
  */
 static void
-act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
+act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn,
+    enum virt_wait want)
 {
 	struct workers	 w;
 	pthread_t	 tid[MAX_THREADS];
@@ -396,6 +428,7 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 	w.ops = ops;
 	w.n = n;
 	w.fn = fn;
+	w.want = want;
 	pthread_mutex_init(&w.lock, NULL);
 	/* This thread is one of them; ls has nothing to wait for. */
 	for (i = 0; fn != virt_nothing && i + 1 < nt; i++)
@@ -409,9 +442,10 @@ act_all(struct run *run, struct virt_op *ops, size_t n, virt_fn fn)
 }
 
 /*
- * Runs FN on every system row of t (those the stage selects): connect (once per URI), look the
- * domain up, act; then wait for all of them; then refresh the columns.
- * A hypervisor that cannot be reached makes its rows unreachable.
+ * Runs FN on every system row of t (those the stage selects): connect
+ * (once per URI), look the domain up, act; then wait for all of them;
+ * then refresh the columns. A hypervisor that cannot be reached makes its
+ * rows unreachable. Each row tells the progress as soon as it is final.
  */
 int
 virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
@@ -422,9 +456,14 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 	struct vconn	*c;
 	struct row	*r;
 	long long	 start = now_ms();
-	size_t		 i, n = 0;
+	size_t		 i, n = 0, nsys = 0;
 	int		 tmo;
 
+	for (i = 0; i < t->n; i++)
+		if (t->rows[i]->kind == ROW_SYSTEM &&
+		    t->rows[i]->system != NULL)
+			nsys++;
+	progress_add(run->progress, nsys);
 	ops = xcalloc(t->n, sizeof *ops);
 	for (i = 0; i < t->n && !run_interrupted; i++) {
 		r = t->rows[i];
@@ -437,6 +476,7 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 		op->row = r;
 		op->sys = r->system;
 		op->code = 1;
+		op->start = start;
 		buf_init(&op->note);
 		/* It begins anew, whatever an earlier stage made of it. */
 		buf_reset(&r->out);
@@ -448,6 +488,7 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 			r->status = ST_UNREACHABLE;
 			r->code = -1;
 			buf_printf(&r->err, "reops-run: %s\n", c->error);
+			op_done(op);
 			continue;
 		}
 		if ((op->dom = virDomainLookupByName(op->conn,
@@ -460,21 +501,14 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 				r->code = -1;
 				buf_printf(&r->err, "reops-run: %s\n",
 				    op->e.msg);
+				op_done(op);
 				continue;
 			}
 			virResetLastError();
 		}
 		op->act = 1;
 	}
-	act_all(run, ops, n, fn);
-	for (i = 0; i < n; i++) {
-		if (ops[i].act && ops[i].failed) {
-			ops[i].row->status = ST_FAILED;
-			ops[i].row->code = ops[i].code;
-			buf_printf(&ops[i].row->err, "reops-run: %s\n",
-			    ops[i].e.msg);
-		}
-	}
+	act_all(run, ops, n, fn, want);
 	if (want != WAIT_NONE && n > 0) {
 		tmo = row_timeout(run, ops[0].row, secs);
 		if (tmo <= 0)
@@ -486,7 +520,8 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 		fill_row(&ops[i]);
 		if (ops[i].note.len > 0 && ops[i].row->status == ST_OK)
 			buf_printf(&ops[i].row->out, "%s\n", ops[i].note.data);
-		ops[i].row->duration_ms = now_ms() - start;
+		/* Rows that ^C left on the way are final now. */
+		op_done(&ops[i]);
 		buf_free(&ops[i].note);
 		if (ops[i].dom != NULL)
 			virDomainFree(ops[i].dom);

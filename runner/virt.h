@@ -51,6 +51,14 @@ struct virt_op {
 	int			 asked;	/* a shutdown was requested */
 	int			 act;	/* connected: the stage acts on it */
 	int			 failed;/* what it did failed (see e, code) */
+	long long		 start;	/* when the stage began on it */
+	int			 told;	/* final, and the progress told */
+	/*
+	 * Set by a virt_fn that succeeded when its stage goes on with the
+	 * row after virt_stage (provision): that stage tells the progress
+	 * (run_row_done) once the row is final.
+	 */
+	int			 later;
 };
 
 typedef int (*virt_fn)(struct virt_op *);

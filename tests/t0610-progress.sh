@@ -200,6 +200,24 @@ test_expect_success '-v: ssh rows too, beside local ones (two threads)' '
 	test_line_count 5 got
 '
 
+# r1's row value cannot be a file name here: fetch fails it before
+# anything runs, and it still counts among the stage's rows.
+test_expect_success 'a row refused before it runs counts in the total' '
+	cat >refused.yaml <<-\EOF &&
+	hosts: [r1, r2]
+	stages:
+	  - exec: "if [ ${target} = r1 ]; then echo x/y; else echo y; fi"
+	  - fetch: { src: /etc/hostname, dest: "got-${row.stdout}" }
+	EOF
+	"$PY" ptyrun.py raw6 open "\"$REOPS_RUN\" refused.yaml >/dev/null" >ran6 &&
+	read secs code <ran6 &&
+	test "$code" = 1 &&
+	tr "\r" "\n" <raw6 >lines6 &&
+	test_grep "^fetch [12]/[12], 1 failed" lines6 &&
+	awk -F "[ /,]" "/^fetch [0-9]+\/[0-9]+,/ && \$2 > \$3 { bad = 1; print }
+	    END { exit bad }" lines6
+'
+
 test_expect_success '-v on a terminal: the row lines stay, the live line goes' '
 	rm -f go-* &&
 	"$PY" ptyrun.py raw4 gated "\"$REOPS_RUN\" -v wait.yaml >/dev/null" >ran4 &&

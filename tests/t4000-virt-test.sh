@@ -83,6 +83,54 @@ test_expect_success 'the one-stage pipelines, run in one process' '
 	test_grep "^destroyed; deleted volume default-pool/demo-1.qcow2$" said
 '
 
+# vlines ERR: the -v lines of ERR, sorted, with their times left out.
+vlines () {
+	grep "^reops-run: [a-z]*: [^ ]*: [a-z]* code=" "$1" |
+	    sed -e "s/ time=[0-9]*ms$//" | sort
+}
+
+test_expect_success '-v: one line per system row of each stage, named' '
+	reops_run -v --yes --json -i "$SRCDIR/hosts.d" \
+	    "$P/systems-create.yaml" "$P/systems-destroy.yaml" >out 2>err &&
+	vlines err >actual &&
+	cat >expect <<-\EOF &&
+	reops-run: create: demo-1: ok code=0
+	reops-run: create: demo-2: ok code=0
+	reops-run: destroy: demo-1: ok code=0
+	reops-run: destroy: demo-2: ok code=0
+	EOF
+	test_cmp expect actual &&
+	test $(grep -c "^reops-run: " err) -eq 4 &&
+	grep "^reops-run: create: demo-1: ok code=0 time=[0-9]*ms$" err
+'
+
+# A python driver holds the terminal; the live line is drawn at least once
+# a stage (the first row to finish draws it if the clock did not).
+test_expect_success 'on a terminal: the live line counts system rows too' '
+	python3 -c "
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(\"/bin/sh\", [\"sh\", \"-c\", sys.argv[1]])
+data = b\"\"
+while True:
+    try:
+        chunk = os.read(fd, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+_, status = os.waitpid(pid, 0)
+open(\"raw\", \"wb\").write(data)
+print(os.waitstatus_to_exitcode(status))
+" "\"$REOPS_RUN\" --yes -i \"$SRCDIR/hosts.d\" \"$P/systems-create.yaml\" \"$P/systems-destroy.yaml\" >/dev/null" >code &&
+	test "$(cat code)" = 0 &&
+	tr "\r" "\n" <raw >lines &&
+	test_grep "^create [0-2]/2, 0 failed, 0 unreachable, [0-2] running, [0-9]+\.[0-9]s" lines &&
+	test_grep "^destroy [0-2]/2, 0 failed, 0 unreachable, [0-2] running, [0-9]+\.[0-9]s" lines
+'
+
 test_expect_success 'stop, reload and destroy need --yes without a terminal' '
 	test_exit 2 reops_run -i "$SRCDIR/hosts.d" "$P/systems-create.yaml" \
 	    "$P/systems-destroy.yaml" </dev/null >out 2>err &&
@@ -259,6 +307,23 @@ test_expect_success 'bad URIs make unreachable rows with one-line reasons' '
 	! grep -v "^reops-run: " err
 '
 
+# ls passes the unreachable rows by (no when:), so they have no ls line.
+test_expect_success '-v: unreachable and failed system rows have their lines' '
+	test_exit 3 reops_run -v -i inv --json bad.yaml >out 2>err &&
+	vlines err >actual &&
+	cat >expect <<-\EOF &&
+	reops-run: create: frob: unreachable code=-1
+	reops-run: create: gone: unreachable code=-1
+	EOF
+	test_cmp expect actual &&
+	printf "systems: [lab-1, nopool]\nstages:\n  - start\n" >start.yaml &&
+	test_exit 1 reops_run -v -i inv --json start.yaml >out 2>err &&
+	vlines err >actual &&
+	printf "%s\n" "reops-run: start: lab-1: failed code=1" \
+	    "reops-run: start: nopool: failed code=1" >expect &&
+	test_cmp expect actual
+'
+
 # The SSH step of readiness against a real listener on loopback, and
 # against a port where nothing listens (static ip, so no lease needed).
 test_expect_success 'readiness: ssh port open, and which step never came' '
@@ -286,14 +351,21 @@ time.sleep(60)
 	EOF
 	printf "systems: [ready-1, ready-2]\nstages:\n  - create: { wait: ssh, timeout: 1 }\n" \
 	    >ready.yaml &&
-	test_exit 1 reops_run -i inv --json ready.yaml >out;
+	test_exit 1 reops_run -v -i inv --json ready.yaml >out 2>err;
 	st=$?; kill $pid; test $st -eq 0 &&
 	rows out state ip code >actual &&
 	printf "%s\n" "ready-1 ok state=running ip=127.0.0.1 code=0" \
 	    "ready-2 failed state=running ip=127.0.0.1 code=124" >expect &&
 	test_cmp expect actual &&
 	json_get stderr out >why &&
-	test_grep "^reops-run: not ready after 1s: ssh port $closed on 127.0.0.1 never opened$" why
+	test_grep "^reops-run: not ready after 1s: ssh port $closed on 127.0.0.1 never opened$" why &&
+	grep "^reops-run: create: " err >said &&
+	sed -e "s/ time=[0-9]*ms$//" said >actual &&
+	printf "%s\n" "reops-run: create: ready-1: ok code=0" \
+	    "reops-run: create: ready-2: failed code=124" >expect &&
+	test_cmp expect actual &&
+	sed -n "2s/.* time=\([0-9]*\)ms$/\1/p" said >ms &&
+	test "$(cat ms)" -ge 1000
 '
 
 test_expect_success 'cloud-init: the seed is built, but this driver takes no upload' '

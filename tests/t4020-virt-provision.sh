@@ -68,11 +68,27 @@ test_expect_success 'a domain reops-run did not create: its host key must be kno
 	! test -s "$HOME/.ssh/known_hosts"
 '
 
+# vlines ERR: the -v lines of ERR in order, with their times left out.
+vlines () {
+	grep "^reops-run: [a-z]*: [^ ]*: [a-z]* code=" "$1" |
+	    sed -e "s/ time=[0-9]*ms$//"
+}
+
 test_expect_success 'create, wait for ssh, provision over ssh on each ip' '
-	reops_run -i inv --json up.yaml >out 2>err &&
+	reops_run -v -i inv --json up.yaml >out 2>err &&
 	rows out >actual &&
 	printf "%s\n" "web-1 ok 0" "web-2 ok 0" >expect &&
 	test_cmp expect actual &&
+	vlines err >said &&
+	grep "^reops-run: create: " said | sort >actual &&
+	printf "%s\n" "reops-run: create: web-1: ok code=0" \
+	    "reops-run: create: web-2: ok code=0" >expect &&
+	test_cmp expect actual &&
+	tail -n 2 said | sort >actual &&
+	printf "%s\n" "reops-run: provision: web-1: ok code=0" \
+	    "reops-run: provision: web-2: ok code=0" >expect &&
+	test_cmp expect actual &&
+	test $(grep -c "^reops-run: provision: " said) -eq 2 &&
 	json_get stdout out >said &&
 	test_grep "^web-1 web root 127\.0\.0\.1 [0-9]+ 127\.0\.0\.2 $SSH_PORT$" said &&
 	test_grep "^web-2 web root 127\.0\.0\.1 [0-9]+ 127\.0\.0\.3 $SSH_PORT$" said &&
@@ -135,11 +151,16 @@ test_expect_success 'the shipped systems-create and systems-provision' '
 test_expect_success 'a failing provision pipeline fails the row, with its code' '
 	printf "systems: bad-1\nstages:\n  - create: ip\n  - provision\n" \
 	    >bad.yaml &&
-	test_exit 1 reops_run -i inv --json bad.yaml >out 2>err &&
+	test_exit 1 reops_run -v -i inv --json bad.yaml >out 2>err &&
 	rows out >actual &&
 	echo "bad-1 failed 3" >expect &&
 	test_cmp expect actual &&
-	test "$(json_get stdout out)" = "half way"
+	test "$(json_get stdout out)" = "half way" &&
+	vlines err >actual &&
+	printf "%s\n" "reops-run: create: bad-1: ok code=0" \
+	    "reops-run: exec: bad-1: failed code=3" \
+	    "reops-run: provision: bad-1: failed code=3" >expect &&
+	test_cmp expect actual
 '
 
 test_expect_success 'a type with no provision pipeline: exit 2, nothing runs' '

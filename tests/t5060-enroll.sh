@@ -97,10 +97,24 @@ snapshot () {
 	    grep -v "agent\.log"
 }
 
+# vlines ERR: the -v lines of ERR (one per row of a stage), sorted, times
+# left out.
+vlines () {
+	grep "^reops-run: [a-z]*: [^ ]*: [a-z]* code=" "$1" |
+	    sed -e "s/ time=[0-9]*ms$//" | sort
+}
+
+# Its four steps (probe, put, set up, wait) run over ssh, but -v says
+# each host once, for the stage, when the host is through.
 test_expect_success 'enroll: two hosts, their agents started and pinned' '
-	reops_run --json enroll.yaml >out 2>err &&
+	reops_run -v --json enroll.yaml >out 2>err &&
 	json_get status out >got && printf "ok\nok\n" >want &&
 	test_cmp want got &&
+	vlines err >got &&
+	printf "%s\n" "reops-run: enroll: h1: ok code=0" \
+	    "reops-run: enroll: h2: ok code=0" >want &&
+	test_cmp want got &&
+	test $(grep -c "^reops-run: " err) -eq 2 &&
 	json_get changed out | sort -u >got && echo true >want &&
 	test_cmp want got &&
 	json_get service out | sort -u >got && echo detached >want &&
@@ -171,8 +185,12 @@ test_expect_success 'the agents answer a request with the runner key' '
 
 test_expect_success 'a second run changes nothing, and says so' '
 	snapshot >before &&
-	reops_run --json enroll.yaml >out2 2>err &&
+	reops_run -v --json enroll.yaml >out2 2>err &&
 	json_get status out2 >got && printf "ok\nok\n" >want &&
+	test_cmp want got &&
+	vlines err >got &&
+	printf "%s\n" "reops-run: enroll: h1: ok code=0" \
+	    "reops-run: enroll: h2: ok code=0" >want &&
 	test_cmp want got &&
 	json_get changed out2 | sort -u >got && echo false >want &&
 	test_cmp want got &&
@@ -265,8 +283,12 @@ test_expect_success 'another key pinned for a host fails its row, the file stays
 	"$BUILDDIR/reops-agent" --keygen other >/dev/null &&
 	sed -i -e "2s/ .*/ $(sed -e "s/[&/\\]/\\\\&/g" other.pub)/" known_agents &&
 	cp known_agents known_agents.before &&
-	test_exit 1 reops_run --json enroll.yaml >out5 2>err &&
+	test_exit 1 reops_run -v --json enroll.yaml >out5 2>err &&
 	json_get status out5 >got && printf "ok\nfailed\n" >want &&
+	test_cmp want got &&
+	vlines err >got &&
+	printf "%s\n" "reops-run: enroll: h1: ok code=0" \
+	    "reops-run: enroll: h2: failed code=1" >want &&
 	test_cmp want got &&
 	json_get stderr out5 >got &&
 	test_grep "^reops-run: enroll: $TRASH/known_agents:2:1: .$H2. port $PORT is pinned to another agent key" got &&
@@ -277,8 +299,11 @@ test_expect_success 'a host whose ssh fails is unreachable, nothing pinned' '
 	sshd_stop_host "$SSHD_DIR" 3 &&
 	pipeline down.yaml down \
 	    "enroll: { path: \"$R/h3/bin/reops-agent\", dir: \"$R/h3/agent\"$START }" &&
-	test_exit 3 reops_run --json down.yaml >out6 2>err &&
+	test_exit 3 reops_run -v --json down.yaml >out6 2>err &&
 	json_get status out6 >got && echo unreachable >want &&
+	test_cmp want got &&
+	vlines err >got &&
+	echo "reops-run: enroll: h3: unreachable code=255" >want &&
 	test_cmp want got &&
 	! grep -q "^$H3" known_agents &&
 	test ! -e "$R/h3"
