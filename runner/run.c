@@ -295,13 +295,14 @@ run_row_done(struct run *run, const struct row *r)
 /*
  * Runs a command on every row of t: the rows the stage selects
  * (run_stage); the others pass by it unchanged, as in an Ansible play.
- * after, when given, reads each answer of a row that ran (into columns).
+ * after, when given, reads each answer of a row that ran (into columns),
+ * as the row ends (job_done).
  */
 int
 run_commands(struct run *run, struct stage *st, struct table *t,
     int (*build)(struct buf *, struct stage *, const struct row *,
     struct buf *),
-    void (*after)(struct table *, struct row *))
+    void (*after)(struct job *))
 {
 	struct job	*jobs;
 	struct buf	 cmd, why, *in;
@@ -332,6 +333,8 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 		jobs[n].row = t->rows[i];
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, t->rows[i], timeout);
+		jobs[n].after = after;
+		jobs[n].table = t;
 		/* Secrets go on stdin, never in the command line. */
 		buf_init(&in[n]);
 		if (tmpl != NULL && secret_input(st->owner, tmpl, &in[n])) {
@@ -342,8 +345,6 @@ run_commands(struct run *run, struct stage *st, struct table *t,
 	}
 	r = n > 0 ? run_jobs(run, jobs, n) : 0;
 	for (i = 0; i < n; i++) {
-		if (after != NULL)
-			after(t, jobs[i].row);
 		free(jobs[i].command);
 		if (in[i].data != NULL)
 			explicit_bzero(in[i].data, in[i].len);

@@ -64,7 +64,7 @@ void	run_row_done(struct run *, const struct row *);
 int	run_commands(struct run *, struct stage *, struct table *,
 	    int (*)(struct buf *, struct stage *, const struct row *,
 	    struct buf *),
-	    void (*)(struct table *, struct row *));
+	    void (*)(struct job *));
 void	run_row_refused(struct run *, const struct stage *, struct row *,
 	    const char *);
 void	run_note(struct run *, const struct table *);

@@ -69,8 +69,11 @@ parse_facts(struct table *t, struct row *r)
 }
 
 static void
-facts_answer(struct table *t, struct row *r)
+facts_answer(struct job *j)
 {
+	struct table	*t = j->table;
+	struct row	*r = j->row;
+
 	if (r->status != ST_OK)
 		return;
 	if (parse_facts(t, r) != 0) {

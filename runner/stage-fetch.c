@@ -329,10 +329,16 @@ row_fail(struct row *r, const char *fmt, ...)
 	buf_addc(&r->err, '\n');
 }
 
-/* The host's answer: checked, then written, then the row's columns. */
+/*
+ * The host's answer, as the row ends: checked, then written, then the
+ * row's columns.
+ */
 static void
-fetch_done(struct table *t, struct row *r, struct fetch_row *fr)
+fetch_done(struct job *j)
 {
+	struct table	*t = j->table;
+	struct row	*r = j->row;
+	struct fetch_row *fr = j->arg;
 	struct buf	 path, why;
 	const char	*nl, *data;
 	char		 got[65], want[65], *end;
@@ -480,11 +486,13 @@ fetch_host(struct run *run, struct stage *st, struct table *t)
 		jobs[n].row = r;
 		jobs[n].command = buf_steal(&cmd);
 		jobs[n].timeout = row_timeout(run, r, timeout);
+		jobs[n].after = fetch_done;
+		jobs[n].table = t;
+		jobs[n].arg = &fr[n];
 		n++;
 	}
 	ret = n > 0 ? run_jobs(run, jobs, n) : 0;
 	for (i = 0; i < n; i++) {
-		fetch_done(t, jobs[i].row, &fr[i]);
 		free(jobs[i].command);
 		fetch_row_free(&fr[i]);
 	}

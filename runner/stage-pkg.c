@@ -205,10 +205,10 @@ take_manager(struct table *t, struct row *r)
 }
 
 static void
-pkg_answer(struct table *t, struct row *r)
+pkg_answer(struct job *j)
 {
-	if (r->status != ST_UNREACHABLE)
-		take_manager(t, r);
+	if (j->row->status != ST_UNREACHABLE)
+		take_manager(j->table, j->row);
 }
 
 static int

@@ -191,11 +191,22 @@ job_end(struct job *j, enum job_end how, int value, const char *reason)
 	}
 }
 
-/* A row is final: its secrets are masked, and the progress told. */
+/*
+ * A row is final: its secrets are masked, its answer read (the stage's
+ * after: one at a time, as the loops of several transports and branch
+ * lanes end rows at once), and the progress told.
+ */
+static pthread_mutex_t	after_mutex = PTHREAD_MUTEX_INITIALIZER;
+
 void
 job_done(struct job *j)
 {
 	secret_mask_row(j->row);
+	if (j->after != NULL) {
+		pthread_mutex_lock(&after_mutex);
+		j->after(j);
+		pthread_mutex_unlock(&after_mutex);
+	}
 	if (!j->step)
 		run_row_done(j->run, j->row);
 }

@@ -57,6 +57,15 @@ struct job {
 	 * stage does both for the row as a whole, once it is final.
 	 */
 	int		 step;
+	/*
+	 * Reads the row's answer (into columns, a file) once it has ended,
+	 * before the row is told to the progress, so that -v never says ok
+	 * of a row its answer fails. Called from the transport's thread,
+	 * one at a time, after the secrets are masked.
+	 */
+	void		(*after)(struct job *);
+	struct table	*table;		/* for after */
+	void		*arg;		/* for after */
 	struct run	*run;		/* set by run_jobs, for job_done */
 };
 

@@ -218,6 +218,26 @@ test_expect_success 'a row refused before it runs counts in the total' '
 	    END { exit bad }" lines6
 '
 
+# A stage that reads each answer (fetch, facts, pkg) may fail a row whose
+# command succeeded: -v tells the row once that is known, never ok first.
+test_expect_success '-v: a row its answer fails is told failed (fetch)' '
+	mkdir -p fv/out && echo data >fv/src.txt && echo x >fv/out/l2 &&
+	printf "hosts: here\nstages:\n  - fetch: { src: %s, dest: %s }\n" \
+	    "$TRASH/fv/src.txt" "$TRASH/fv/out" >fv.yaml &&
+	test_exit 1 reops_run -v -i mixed --json fv.yaml >out 2>err &&
+	grep "^reops-run: fetch: " err | sed -e "s/ time=[0-9]*ms$//" |
+	    sort >got &&
+	cat >want <<-\EOF &&
+	reops-run: fetch: l1: ok code=0
+	reops-run: fetch: l2: failed code=1
+	reops-run: fetch: l3: ok code=0
+	EOF
+	test_cmp want got &&
+	json_get status out >got && printf "ok\nfailed\nok\n" >want &&
+	test_cmp want got &&
+	test_cmp fv/src.txt fv/out/l1/src.txt
+'
+
 test_expect_success '-v on a terminal: the row lines stay, the live line goes' '
 	rm -f go-* &&
 	"$PY" ptyrun.py raw4 gated "\"$REOPS_RUN\" -v wait.yaml >/dev/null" >ran4 &&
