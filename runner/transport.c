@@ -4,12 +4,18 @@
  * stage's jobs to them (each transport with rows in a loop of its own, the
  * others' in threads beside the first), the end of a row (codes 124,
  * 128+N, 130 and unreachable, one table of signal names), the one --forks
- * budget of a stage and the run's file descriptor budget.
+ * budget of a stage, and the wake-up of the loops that the --forks and
+ * file descriptor budgets hold back.
  */
+#include <sys/eventfd.h>
+
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "progress.h"
 #include "run.h"
@@ -207,6 +213,17 @@ static pthread_mutex_t	forks_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int		forks_used;
 
 /*
+ * The loops held back, waiting for slots or descriptors. Each give
+ * writes once to the eventfd of every one of them and takes it off the
+ * list: each has its own, so that no loop's read takes another's
+ * wake-up, and one that no longer waits is not written to. gives counts
+ * what came back, so that what comes between a loop's look and its arm
+ * is not lost.
+ */
+static struct held	*waiting;	/* under forks_mutex */
+static unsigned long	 gives;		/* under forks_mutex */
+
+/*
  * A stage's 'serial: N': at most N of its rows at once, whatever their
  * transports. run_stage sets it for the thread that runs the stage (the
  * smallest of the stage's and those of the includes around it); run_jobs
@@ -270,6 +287,34 @@ forks_take(const struct run *run)
 	return r;
 }
 
+/* Under forks_mutex: h looks again (once, however often it is told). */
+static void
+wake(struct held *h)
+{
+	uint64_t	one = 1;
+
+	if (h->woken)
+		return;
+	h->woken = 1;
+	while (write(h->fd, &one, sizeof one) == -1 && errno == EINTR)
+		;
+}
+
+/* Under forks_mutex: something came back; every loop held looks again. */
+static void
+wake_all(void)
+{
+	struct held	*h;
+
+	gives++;
+	while ((h = waiting) != NULL) {
+		waiting = h->next;
+		h->next = NULL;
+		h->listed = 0;
+		wake(h);
+	}
+}
+
 void
 forks_give(void)
 {
@@ -278,7 +323,101 @@ forks_give(void)
 		forks_used--;
 	if (window != NULL && window->used > 0)
 		window->used--;
+	wake_all();
 	pthread_mutex_unlock(&forks_mutex);
+}
+
+/* Descriptors came back to the run's budget (fd_release). */
+void
+held_wake(void)
+{
+	pthread_mutex_lock(&forks_mutex);
+	wake_all();
+	pthread_mutex_unlock(&forks_mutex);
+}
+
+void
+held_init(struct held *h)
+{
+	memset(h, 0, sizeof *h);
+	h->fd = -1;
+}
+
+/* Before a loop tries to take a slot or descriptors. */
+void
+held_look(struct held *h)
+{
+	pthread_mutex_lock(&forks_mutex);
+	h->seen = gives;
+	pthread_mutex_unlock(&forks_mutex);
+}
+
+/*
+ * The loop was held back since held_look: the descriptor to poll, which
+ * turns readable when something comes back (at once when something
+ * already has); -1 when no eventfd could be made (out of descriptors or
+ * memory), and then the loop looks again when its poll times out, as it
+ * does for run_interrupted.
+ */
+int
+held_arm(struct held *h)
+{
+	if (h->fd == -1 && !h->failed &&
+	    (h->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
+		h->failed = 1;
+		log_debug("a loop held back has no eventfd (%s): it looks "
+		    "again each time its poll times out", xstrerror(errno));
+	}
+	if (h->fd == -1)
+		return -1;
+	pthread_mutex_lock(&forks_mutex);
+	if (gives != h->seen)
+		wake(h);
+	else if (!h->listed) {
+		h->next = waiting;
+		waiting = h;
+		h->listed = 1;
+	}
+	pthread_mutex_unlock(&forks_mutex);
+	h->armed = 1;
+	return h->fd;
+}
+
+/* After the poll: off the list, and the wake-up, if any, read. */
+void
+held_disarm(struct held *h)
+{
+	struct held	**p;
+	uint64_t	  n;
+	int		  woken;
+
+	if (!h->armed)
+		return;
+	h->armed = 0;
+	pthread_mutex_lock(&forks_mutex);
+	if (h->listed) {
+		for (p = &waiting; *p != h; p = &(*p)->next)
+			;
+		*p = h->next;
+		h->next = NULL;
+		h->listed = 0;
+	}
+	woken = h->woken;
+	h->woken = 0;
+	pthread_mutex_unlock(&forks_mutex);
+	if (woken)
+		while (read(h->fd, &n, sizeof n) == -1 && errno == EINTR)
+			;
+}
+
+/* On every way out of the loop. */
+void
+held_end(struct held *h)
+{
+	held_disarm(h);
+	if (h->fd != -1)
+		close(h->fd);
+	held_init(h);
 }
 
 struct batch {
