@@ -364,7 +364,8 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			}
 		}
 		/* Slots or descriptors another loop gives back wake us. */
-		if ((held || full) && (pfd[np].fd = held_arm(&hb)) != -1) {
+		if ((pfd[np].fd = held_wait(&hb, (full ? HELD_FORKS : 0) |
+		    (held ? HELD_FDS : 0))) != -1) {
 			pfd[np].events = POLLIN;
 			pfd[np].revents = 0;
 			np++;

@@ -736,13 +736,11 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 				wait_ms = (int)d;
 		}
 		/* Slots or descriptors another loop gives back wake us. */
-		wake = 0;
-		if (held || full) {
-			memset(&items[2 * np], 0, sizeof items[0]);
-			items[2 * np].fd = held_arm(&hb);
-			items[2 * np].events = ZMQ_POLLIN;
-			wake = items[2 * np].fd != -1;
-		}
+		memset(&items[2 * np], 0, sizeof items[0]);
+		items[2 * np].fd = held_wait(&hb, (full ? HELD_FORKS : 0) |
+		    (held ? HELD_FDS : 0));
+		items[2 * np].events = ZMQ_POLLIN;
+		wake = items[2 * np].fd != -1;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;

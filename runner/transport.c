@@ -213,15 +213,20 @@ static pthread_mutex_t	forks_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int		forks_used;
 
 /*
- * The loops held back, waiting for slots or descriptors. Each give
- * writes once to the eventfd of every one of them and takes it off the
- * list: each has its own, so that no loop's read takes another's
- * wake-up, and one that no longer waits is not written to. gives counts
- * what came back, so that what comes between a loop's look and its arm
- * is not lost.
+ * The loops held back, waiting for slots or descriptors. A give writes
+ * once to the eventfd of every one of them and takes it off the list:
+ * each has its own, so that no loop's read takes another's wake-up, and
+ * one that no longer waits is not written to. gives counts what came
+ * back, so that what comes between a loop's look and its wait is not
+ * lost. A loop's own gives wake the others at its held_wait, once it
+ * has taken what it could: then only when something is left.
  */
 static struct held	*waiting;	/* under forks_mutex */
 static unsigned long	 gives;		/* under forks_mutex */
+static int		 forks_cap;	/* the last take's --forks */
+
+static __thread int	 in_loop;	/* between held_look and held_end */
+static __thread int	 owed;		/* HELD_*: gives not woken for */
 
 /*
  * A stage's 'serial: N': at most N of its rows at once, whatever their
@@ -276,7 +281,8 @@ forks_take(const struct run *run)
 	int	r = -1;
 
 	pthread_mutex_lock(&forks_mutex);
-	if (forks_used < forks_max(run) &&
+	forks_cap = forks_max(run);
+	if (forks_used < forks_cap &&
 	    (window == NULL || window->used < window->max)) {
 		forks_used++;
 		if (window != NULL)
@@ -300,19 +306,48 @@ wake(struct held *h)
 		;
 }
 
-/* Under forks_mutex: something came back; every loop held looks again. */
+/* Under forks_mutex: the loops waiting for what came back (HELD_*). */
 static void
-wake_all(void)
+wake_for(int what)
 {
-	struct held	*h;
+	struct held	**p = &waiting, *h;
 
-	gives++;
-	while ((h = waiting) != NULL) {
-		waiting = h->next;
+	while ((h = *p) != NULL) {
+		if ((h->why & what) == 0) {
+			p = &h->next;
+			continue;
+		}
+		*p = h->next;
 		h->next = NULL;
 		h->listed = 0;
 		wake(h);
 	}
+}
+
+/* Under forks_mutex: what came back; a loop's own wakes at its wait. */
+static void
+given(int what)
+{
+	gives++;
+	if (in_loop)
+		owed |= what;
+	else
+		wake_for(what);
+}
+
+/*
+ * Under forks_mutex: what this thread's loop gave back wakes the others
+ * unless it took all of it again (descriptors: whatever is left, as the
+ * others' needs are not known here).
+ */
+static void
+settle(void)
+{
+	if ((owed & HELD_FORKS) && forks_used >= forks_cap)
+		owed &= ~HELD_FORKS;
+	if (owed != 0)
+		wake_for(owed);
+	owed = 0;
 }
 
 void
@@ -323,7 +358,7 @@ forks_give(void)
 		forks_used--;
 	if (window != NULL && window->used > 0)
 		window->used--;
-	wake_all();
+	given(HELD_FORKS);
 	pthread_mutex_unlock(&forks_mutex);
 }
 
@@ -332,7 +367,7 @@ void
 held_wake(void)
 {
 	pthread_mutex_lock(&forks_mutex);
-	wake_all();
+	given(HELD_FDS);
 	pthread_mutex_unlock(&forks_mutex);
 }
 
@@ -347,30 +382,37 @@ held_init(struct held *h)
 void
 held_look(struct held *h)
 {
+	in_loop = 1;
 	pthread_mutex_lock(&forks_mutex);
 	h->seen = gives;
 	pthread_mutex_unlock(&forks_mutex);
 }
 
 /*
- * The loop was held back since held_look: the descriptor to poll, which
- * turns readable when something comes back (at once when something
- * already has); -1 when no eventfd could be made (out of descriptors or
- * memory), and then the loop looks again when its poll times out, as it
- * does for run_interrupted.
+ * Before the loop's poll: what it gave back and did not take again
+ * wakes the others now. When it was held back since held_look (why:
+ * HELD_FORKS, HELD_FDS or both), the descriptor to poll, which turns readable when something comes
+ * back (at once when something already has); -1 when it was not, or
+ * when no eventfd could be made (out of descriptors or memory): then
+ * the loop looks again when its poll times out, as it does for
+ * run_interrupted.
  */
 int
-held_arm(struct held *h)
+held_wait(struct held *h, int why)
 {
-	if (h->fd == -1 && !h->failed &&
+	if (why != 0 && h->fd == -1 && !h->failed &&
 	    (h->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
 		h->failed = 1;
 		log_debug("a loop held back has no eventfd (%s): it looks "
 		    "again each time its poll times out", xstrerror(errno));
 	}
-	if (h->fd == -1)
-		return -1;
 	pthread_mutex_lock(&forks_mutex);
+	settle();
+	if (why == 0 || h->fd == -1) {
+		pthread_mutex_unlock(&forks_mutex);
+		return -1;
+	}
+	h->why = why;
 	if (gives != h->seen)
 		wake(h);
 	else if (!h->listed) {
@@ -410,11 +452,15 @@ held_disarm(struct held *h)
 			;
 }
 
-/* On every way out of the loop. */
+/* On every way out of the loop: what it gave back wakes the others. */
 void
 held_end(struct held *h)
 {
 	held_disarm(h);
+	pthread_mutex_lock(&forks_mutex);
+	settle();
+	pthread_mutex_unlock(&forks_mutex);
+	in_loop = 0;
 	if (h->fd != -1)
 		close(h->fd);
 	held_init(h);

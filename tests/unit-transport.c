@@ -163,11 +163,12 @@ waiter_main(void *arg)
 
 	held_look(&w->h);
 	w->held = forks_take(w->run) != 0;
-	w->fd = held_arm(&w->h);
+	w->fd = held_wait(&w->h, w->held ? HELD_FORKS : 0);
 	(void)write(w->ready[1], "w", 1);
 	w->woken = readable(w->fd, WAIT_MS);
 	held_disarm(&w->h);
 	w->took = forks_take(w->run) == 0;
+	held_end(&w->h);
 	return NULL;
 }
 
@@ -188,7 +189,6 @@ static void
 waiter_end(struct waiter *w)
 {
 	pthread_join(w->tid, NULL);
-	held_end(&w->h);
 	close(w->ready[0]);
 	close(w->ready[1]);
 }
@@ -253,14 +253,16 @@ test_held(void)
 	ok(a.woken && b.woken, "one slot given back wakes both");
 	ok(a.took + b.took == 1, "... and one of them takes it");
 
+	/* In this thread, a loop between its look and its end. */
 	held_init(&h);
 	held_look(&h);
 	c = forks_take(&run) != 0;
 	ok(c, "held back in this thread");
-	forks_give();
-	fd = held_arm(&h);
-	c = readable(fd, 0);
-	ok(c, "a slot given back between the look and the arm: awake at "
+	c = pthread_create(&tid, NULL, give_slot, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0;
+	fd = held_wait(&h, HELD_FORKS);
+	c = c && readable(fd, 0);
+	ok(c, "a slot given back between the look and the wait: awake at "
 	    "once, not lost");
 	held_disarm(&h);
 	c = !readable(fd, 0);
@@ -269,23 +271,51 @@ test_held(void)
 	ok(c, "the slot is there");
 
 	held_look(&h);
-	(void)held_arm(&h);
+	(void)held_wait(&h, HELD_FORKS);
 	held_disarm(&h);
-	forks_give();
-	c = !readable(fd, 0);
+	c = pthread_create(&tid, NULL, give_slot, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0 && !readable(fd, 0);
 	ok(c, "a loop that no longer waits is not woken");
+	c = forks_take(&run) == 0;
+	ok(c, "(the slot taken again)");
+
+	/* A loop that goes on with its own rows wakes nobody for them. */
+	c = waiter_start(&a, &run) == 0 && a.held;
+	ok(c, "another loop waits");
+	held_look(&h);
+	forks_give();
+	c = forks_take(&run) == 0;
+	(void)held_wait(&h, 0);
+	c = c && !readable(a.fd, QUIET_MS);
+	ok(c, "a slot this loop gave back and took again wakes nobody");
+	held_look(&h);
+	forks_give();
+	(void)held_wait(&h, 0);
+	waiter_end(&a);
+	ok(a.woken && a.took, "one it gave back and left wakes the other "
+	    "at its wait");
 
 	c = fd_reserve(1) == 0;
 	ok(c, "a descriptor taken from the budget");
 	held_look(&h);
-	c = held_arm(&h) == fd;
+	c = held_wait(&h, HELD_FORKS) == fd;
 	ok(c, "the loop's one descriptor, made once");
 	c = pthread_create(&tid, NULL, give_fd, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0 && !readable(fd, QUIET_MS);
+	ok(c, "a loop waiting for a slot sleeps on when descriptors come "
+	    "back");
+	held_disarm(&h);
+	c = fd_reserve(1) == 0;
+	held_look(&h);
+	c = c && held_wait(&h, HELD_FDS) == fd &&
+	    pthread_create(&tid, NULL, give_fd, NULL) == 0 &&
 	    readable(fd, WAIT_MS) && pthread_join(tid, NULL) == 0;
-	ok(c, "a descriptor given back by a thread wakes the loop");
+	ok(c, "one waiting for descriptors wakes when a thread gives one "
+	    "back");
 	held_end(&h);
 	c = h.fd == -1 && fcntl(fd, F_GETFD) == -1;
 	ok(c, "held_end closes the descriptor");
+	forks_give();
 }
 
 static void
