@@ -10,16 +10,17 @@
 # rows and S ssh hosts (loopback sshd, tests/lib-sshd.sh); the first stage
 # connects, the others reuse the sessions. Each runs with --forks 1 and
 # --forks 2, each REOPS_RUN given in turn in each round (interleaved, so
-# that all see the same load). Printed per case and build: the median
-# wall time, the median CPU time (user + sys of reops-run and its
-# children: the local commands', the same for every build, are in it; the
-# ssh commands' are sshd's), the median count of voluntary context
-# switches (how often reops-run and its commands went to sleep: a loop
-# that looks again every so often adds to it), and the ratios of each
-# build's medians to the first build's.
+# that all see the same load). Printed per case and build, medians of
+# RUNS: the wall time; the runner's own CPU time (user + sys of its
+# threads, read from /proc/PID/stat once it has exited and before it is
+# reaped, so the commands it starts are not in it); the CPU time of it
+# and its commands (the local ones: the ssh commands' is sshd's); its
+# voluntary context switches, its commands' included (how often they
+# went to sleep: a loop that looks again every so often adds to them);
+# and the ratios of each build's medians to the first build's.
 #
-# Use builds without sanitizers (see bench-load.sh). Needs /usr/bin/time.
-# Every run is bounded by timeout(1).
+# Use builds without sanitizers (see bench-load.sh). Every run is bounded
+# by LIMIT seconds.
 set -u
 
 RUNS=${RUNS:-7}
@@ -27,9 +28,8 @@ CASES=${CASES:-"60:10:5 2:2:50"}
 LIMIT=${LIMIT:-300}		# seconds per run, at most
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-if [ $# -eq 0 ] || [ ! -x /usr/bin/time ] || [ "$(id -u)" != 0 ]; then
-	echo "bench-held: needs root, /usr/bin/time and one or more" \
-	    "REOPS_RUN" >&2
+if [ $# -eq 0 ] || [ "$(id -u)" != 0 ]; then
+	echo "bench-held: needs root and one or more REOPS_RUN" >&2
 	exit 2
 fi
 runs=()
@@ -84,12 +84,39 @@ setup () {
 	} >"$d/mixed.yaml"
 }
 
-# one DIR ROWS FILE FORKS REOPS_RUN: one timed run, "wall cpu switches"
+# timed LIMIT OUT ERR COMMAND...: runs it, prints "wall own total
+# switches" (seconds; own: the command's threads alone, read while it is
+# a zombie; total: with its children; switches: voluntary, with its
+# children's); fails as the command does.
+timed () {
+	/usr/bin/python3 - "$@" <<'PY'
+import os, signal, sys, time
+limit, out, err, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+t0 = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+    os.execv(argv[0], argv)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.alarm(limit)
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+wall = time.monotonic() - t0
+with open("/proc/%d/stat" % pid) as f:
+    st = f.read()
+fields = st[st.rindex(")") + 2:].split()
+own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+_, status, ru = os.wait4(pid, 0)
+print("%.3f %.3f %.3f %d" % (wall, own, ru.ru_utime + ru.ru_stime, ru.ru_nvcsw))
+sys.exit(0 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else 1)
+PY
+}
+
+# one DIR ROWS FILE FORKS REOPS_RUN: one run, "wall own total switches"
 # appended to FILE.
 one () {
-	timeout "$LIMIT" /usr/bin/time -f '%e %U %S %w' -o "$work/t" "$5" \
-	    -i "$1/hosts.d" --forks "$4" --json "$1/mixed.yaml" \
-	    >"$work/out" 2>"$work/err" || {
+	timed "$LIMIT" "$work/out" "$work/err" "$5" -i "$1/hosts.d" \
+	    --forks "$4" --json "$1/mixed.yaml" >"$work/t" || {
 		echo "bench-held: '$5' --forks $4 failed:" >&2
 		cat "$work/err" >&2
 		exit 1
@@ -98,7 +125,7 @@ one () {
 		echo "bench-held: '$5' --forks $4: not every row ok" >&2
 		exit 1
 	fi
-	awk '{ printf "%.2f %.2f %d\n", $1, $2 + $3, $4 }' "$work/t" >>"$3"
+	cat "$work/t" >>"$3"
 }
 
 # median FILE COLUMN
@@ -115,8 +142,8 @@ ratio () {
 }
 
 echo "median of $RUNS runs; ratios to the first build"
-printf '%-10s %-5s %-34s %7s %6s %8s %6s %6s %6s\n' case forks build \
-    wall cpu switches wall/1 cpu/1 sw/1
+printf '%-8s %-5s %-30s %6s %6s %6s %6s %6s %6s %6s\n' case forks build \
+    wall own total sw wall/1 own/1 sw/1
 for c in $CASES; do
 	IFS=: read -r l s n <<<"$c"
 	setup "$l" "$s" "$n"
@@ -134,12 +161,14 @@ for c in $CASES; do
 			k=$((k + 1))
 			f=$work/r-$l-$s-$n-$forks-$k
 			w=$(median "$f" 1)
-			u=$(median "$f" 2)
-			x=$(median "$f" 3)
-			[ $k = 1 ] && { w1=$w; u1=$u; x1=$x; }
-			printf '%-10s %-5s %-34s %6ss %5ss %8.0f %6s %6s %6s\n' \
-			    "$c" "$forks" "$r" "$w" "$u" "$x" "$(ratio "$w" "$w1")" \
-			    "$(ratio "$u" "$u1")" "$(ratio "$x" "$x1")"
+			o=$(median "$f" 2)
+			u=$(median "$f" 3)
+			x=$(median "$f" 4)
+			[ $k = 1 ] && { w1=$w; o1=$o; x1=$x; }
+			printf '%-8s %-5s %-30s %5ss %5ss %5ss %6.0f %6s %6s %6s\n' \
+			    "$c" "$forks" "$r" "$w" "$o" "$u" "$x" \
+			    "$(ratio "$w" "$w1")" "$(ratio "$o" "$o1")" \
+			    "$(ratio "$x" "$x1")"
 		done
 	done
 done
