@@ -216,13 +216,15 @@ static int		forks_used;
  * The loops held back, waiting for slots or descriptors. A give writes
  * once to the eventfd of every one of them and takes it off the list:
  * each has its own, so that no loop's read takes another's wake-up, and
- * one that no longer waits is not written to. gives counts what came
- * back, so that what comes between a loop's look and its wait is not
- * lost. A loop's own gives wake the others at its held_wait, once it
- * has taken what it could: then only when something is left.
+ * one that no longer waits is not written to. wakes counts the
+ * wake-ups, so that one between a loop's look and its wait is not lost.
+ * A loop's own gives wake the others at its held_wait, once it has
+ * taken what it could: then only when something is left. They never
+ * wake the loop itself (it gives a slot back when the descriptors do
+ * not fit, and would look again at once, and again).
  */
 static struct held	*waiting;	/* under forks_mutex */
-static unsigned long	 gives;		/* under forks_mutex */
+static unsigned long	 wakes;		/* under forks_mutex */
 static int		 forks_cap;	/* the last take's --forks */
 
 static __thread int	 in_loop;	/* between held_look and held_end */
@@ -312,6 +314,7 @@ wake_for(int what)
 {
 	struct held	**p = &waiting, *h;
 
+	wakes++;
 	while ((h = *p) != NULL) {
 		if ((h->why & what) == 0) {
 			p = &h->next;
@@ -328,7 +331,6 @@ wake_for(int what)
 static void
 given(int what)
 {
-	gives++;
 	if (in_loop)
 		owed |= what;
 	else
@@ -384,22 +386,24 @@ held_look(struct held *h)
 {
 	in_loop = 1;
 	pthread_mutex_lock(&forks_mutex);
-	h->seen = gives;
+	h->seen = wakes;
 	pthread_mutex_unlock(&forks_mutex);
 }
 
 /*
  * Before the loop's poll: what it gave back and did not take again
  * wakes the others now. When it was held back since held_look (why:
- * HELD_FORKS, HELD_FDS or both), the descriptor to poll, which turns readable when something comes
- * back (at once when something already has); -1 when it was not, or
- * when no eventfd could be made (out of descriptors or memory): then
- * the loop looks again when its poll times out, as it does for
- * run_interrupted.
+ * HELD_FORKS, HELD_FDS or both), the descriptor to poll, which turns
+ * readable when others give something back (at once when they already
+ * have); -1 when it was not, or when no eventfd could be made (out of
+ * descriptors or memory): then the loop looks again when its poll times
+ * out, as it does for run_interrupted.
  */
 int
 held_wait(struct held *h, int why)
 {
+	int	missed;
+
 	if (why != 0 && h->fd == -1 && !h->failed &&
 	    (h->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
 		h->failed = 1;
@@ -407,13 +411,14 @@ held_wait(struct held *h, int why)
 		    "again each time its poll times out", xstrerror(errno));
 	}
 	pthread_mutex_lock(&forks_mutex);
+	missed = wakes != h->seen;
 	settle();
 	if (why == 0 || h->fd == -1) {
 		pthread_mutex_unlock(&forks_mutex);
 		return -1;
 	}
 	h->why = why;
-	if (gives != h->seen)
+	if (missed)
 		wake(h);
 	else if (!h->listed) {
 		h->next = waiting;

@@ -126,7 +126,7 @@ struct held {
 	int		 why;		/* HELD_*: under forks_mutex */
 	int		 listed;	/* waits: under forks_mutex */
 	int		 woken;		/* written to: under forks_mutex */
-	unsigned long	 seen;		/* gives when it last looked */
+	unsigned long	 seen;		/* wake-ups when it last looked */
 	struct held	*next;		/* the others that wait */
 };
 

@@ -279,6 +279,18 @@ test_held(void)
 	c = forks_take(&run) == 0;
 	ok(c, "(the slot taken again)");
 
+	/* A slot taken, descriptors short, the slot given back: the loop
+	 * waits for descriptors, not woken by its own give. */
+	held_look(&h);
+	forks_give();
+	c = forks_take(&run) == 0;
+	forks_give();
+	c = c && held_wait(&h, HELD_FDS) == fd && !readable(fd, 0);
+	held_disarm(&h);
+	ok(c, "a loop's own give does not wake itself");
+	c = forks_take(&run) == 0;
+	ok(c, "(the slot taken again)");
+
 	/* A loop that goes on with its own rows wakes nobody for them. */
 	c = waiter_start(&a, &run) == 0 && a.held;
 	ok(c, "another loop waits");
