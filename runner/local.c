@@ -26,9 +26,7 @@
 #define INTERRUPT_POLL_MS	200
 /*
  * Descriptors a command takes from the run's budget while it starts
- * (its pipes, both ends, and room for one more pair) and how long to
- * wait, when held back with nothing of ours running, for others to give
- * some back.
+ * (its pipes, both ends, and room for one more pair).
  */
 #define START_FDS	6
 
@@ -259,15 +257,19 @@ local_run(struct run *run, struct job **jobs, size_t n)
 {
 	struct proc	*procs;
 	struct pollfd	*pfd;
+	struct held	 hb;
 	size_t		 next = 0, running = 0, i, k, np;
 	int		 forks, wait_ms, held, full, sr, r = 0;
 	long long	 now, until;
 
 	forks = forks_max(run);
 	procs = xcalloc((size_t)forks, sizeof *procs);
-	pfd = xcalloc((size_t)forks * 3, sizeof *pfd);
+	/* Each command's three, and the wake-up when held back. */
+	pfd = xcalloc((size_t)forks * 3 + 1, sizeof *pfd);
+	held_init(&hb);
 	while (next < n || running > 0) {
 		held = full = 0;
+		held_look(&hb);
 		while (!run_interrupted && next < n) {
 			/* ping: a local row is there, with nothing to run. */
 			if (jobs[next]->command == NULL) {
@@ -327,13 +329,9 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				    "started: interrupted\n");
 			}
 		}
-		if (running == 0 && (held || full)) {
-			/* Ours are all done; others hold the descriptors or
-			 * the --forks slots. */
-			poll(NULL, 0, HELD_BACK_MS);
-			continue;
-		}
-		if (running == 0)
+		/* With ours all done, others may hold the descriptors or
+		 * the --forks slots: then we wait for them. */
+		if (running == 0 && (next >= n || (!held && !full)))
 			break;
 		now = now_ms();
 		wait_ms = -1;
@@ -365,9 +363,13 @@ local_run(struct run *run, struct job **jobs, size_t n)
 				np++;
 			}
 		}
-		/* Slots another transport gives back wake nobody here. */
-		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
-			wait_ms = HELD_BACK_MS;
+		/* Slots or descriptors another loop gives back wake us. */
+		if ((pfd[np].fd = held_wait(&hb, (full ? HELD_FORKS : 0) |
+		    (held ? HELD_FDS : 0))) != -1) {
+			pfd[np].events = POLLIN;
+			pfd[np].revents = 0;
+			np++;
+		}
 		/* In a thread (a branch's) no SIGINT ends the poll. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
@@ -376,6 +378,7 @@ local_run(struct run *run, struct job **jobs, size_t n)
 			r = -1;
 			break;
 		}
+		held_disarm(&hb);
 		np = 0;
 		for (i = 0; i < (size_t)forks; i++) {
 			struct proc *p = &procs[i];
@@ -413,6 +416,7 @@ local_run(struct run *run, struct job **jobs, size_t n)
 	}
 	for (; next < n; next++)
 		not_finished(jobs[next]);
+	held_end(&hb);
 	free(procs);
 	free(pfd);
 	return r;

@@ -18,7 +18,9 @@
 /*
  * Left for what the budget does not count: files, pipes and sockets
  * opened on the way (key and known_hosts files, ssh-keygen, the
- * resolver, libvirt, ZeroMQ, output files).
+ * resolver, libvirt, ZeroMQ, output files), and the eventfd of each
+ * transport loop that was held back (struct held: up to three a stage,
+ * as many in each of a branch's lanes).
  */
 #define FD_HEADROOM	16
 
@@ -104,6 +106,9 @@ fd_release(int n)
 	if (fd_free > fd_total)
 		fd_free = fd_total;
 	pthread_mutex_unlock(&fd_mutex);
+	/* Loops held back for descriptors look again. */
+	if (n > 0)
+		held_wake();
 }
 
 /* 1 when n could be taken once the others give theirs back. */

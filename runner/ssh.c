@@ -624,6 +624,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	struct slot		*slots;
 	struct pollfd		*pfd;
 	struct conn		*c;
+	struct held		 hb;
 	unsigned char		*started;
 	size_t			*at;
 	size_t			 first = 0, active = 0, i, k, np, npfd, jb;
@@ -635,10 +636,12 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
-	npfd = (size_t)forks;
+	/* The slots', the bastions' (added below) and the wake-up. */
+	npfd = (size_t)forks + 1;
 	pfd = xcalloc(npfd, sizeof *pfd);
 	at = xcalloc((size_t)forks, sizeof *at);
 	started = xcalloc(n, 1);
+	held_init(&hb);
 	for (;;) {
 		/*
 		 * Start what we may; a host already busy waits its turn, and
@@ -646,6 +649,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		 * descriptors yet.
 		 */
 		held = full = 0;
+		held_look(&hb);
 		for (i = first; !run_interrupted && i < n &&
 		    active < (size_t)forks; i++) {
 			if (started[i])
@@ -716,7 +720,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 		if (active == 0 && first >= n)
 			break;
 		now = now_ms();
-		wait_ms = (held || full) && active == 0 ? HELD_BACK_MS : -1;
+		wait_ms = -1;
 		/* Only the slots at work: poll takes no more than the limit. */
 		for (i = 0, np = 0; i < (size_t)forks; i++) {
 			if (slots[i].job == NULL)
@@ -739,25 +743,30 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 			np++;
 		}
 		/* The bastions' sockets follow the slots'. */
-		if (npfd < (size_t)forks + sc->njumps) {
-			npfd = (size_t)forks + sc->njumps;
+		if (npfd < (size_t)forks + sc->njumps + 1) {
+			npfd = (size_t)forks + sc->njumps + 1;
 			pfd = xreallocarray(pfd, npfd, sizeof *pfd);
 		}
 		jb = np;
 		if (jump_pollfds(sc, pfd + jb))
 			wait_ms = 0;
-		/* Slots another transport gives back wake nobody here. */
-		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
-			wait_ms = HELD_BACK_MS;
+		np += sc->njumps;
+		/* Slots or descriptors another loop gives back wake us. */
+		if ((pfd[np].fd = held_wait(&hb, (full ? HELD_FORKS : 0) |
+		    (held ? HELD_FDS : 0))) != -1) {
+			pfd[np].events = POLLIN;
+			pfd[np].revents = 0;
+			np++;
+		}
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (poll(pfd, (nfds_t)(np + sc->njumps), wait_ms) == -1 &&
-		    errno != EINTR) {
+		if (poll(pfd, (nfds_t)np, wait_ms) == -1 && errno != EINTR) {
 			log_warn("ssh: poll: %s", xstrerror(errno));
 			r = -1;
 			break;
 		}
+		held_disarm(&hb);
 		jump_service(sc, pfd + jb);
 		now = now_ms();
 		for (i = 0; i < (size_t)forks; i++) {
@@ -801,6 +810,7 @@ ssh_run(struct run *run, struct job **jobs, size_t n)
 				row_not_run(jobs[k]->row, "not started: "
 				    "internal error");
 	}
+	held_end(&hb);
 	free(started);
 	free(slots);
 	free(pfd);

@@ -614,19 +614,23 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 	struct agent_host	 *ah, **polled;
 	struct slot		 *slots;
 	zmq_pollitem_t		 *items;
+	struct held		  hb;
 	size_t			  next = 0, active = 0, np, i, k;
 	long long		  now, d;
-	int			  forks, wait_ms, held, full, r = 0;
+	int			  forks, wait_ms, held, full, wake, r = 0;
 	char			 *why;
 
 	forks = forks_max(run);
 	if ((size_t)forks > n)
 		forks = (int)n;
 	slots = xcalloc((size_t)forks, sizeof *slots);
-	items = xcalloc(2 * (size_t)forks, sizeof *items);
+	/* Two a host at work, and the wake-up when held back. */
+	items = xcalloc(2 * (size_t)forks + 1, sizeof *items);
 	polled = xcalloc((size_t)forks, sizeof *polled);
+	held_init(&hb);
 	for (;;) {
 		held = full = 0;
+		held_look(&hb);
 		while (!run_interrupted && next < n &&
 		    active < (size_t)forks) {
 			struct job *j = jobs[next];
@@ -709,7 +713,7 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 			break;
 		/* The hosts at work, each polled once. */
 		now = now_ms();
-		wait_ms = (held || full) && active == 0 ? HELD_BACK_MS : -1;
+		wait_ms = -1;
 		np = 0;
 		for (i = 0; i < ac->nall; i++) {
 			ah = ac->all[i];
@@ -731,18 +735,23 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 			if (wait_ms < 0 || d < wait_ms)
 				wait_ms = (int)d;
 		}
-		if (full && (wait_ms < 0 || wait_ms > HELD_BACK_MS))
-			wait_ms = HELD_BACK_MS;
+		/* Slots or descriptors another loop gives back wake us. */
+		memset(&items[2 * np], 0, sizeof items[0]);
+		items[2 * np].fd = held_wait(&hb, (full ? HELD_FORKS : 0) |
+		    (held ? HELD_FDS : 0));
+		items[2 * np].events = ZMQ_POLLIN;
+		wake = items[2 * np].fd != -1;
 		/* In a thread, SIGINT interrupts the other poll, not ours. */
 		if (wait_ms < 0 || wait_ms > INTERRUPT_POLL_MS)
 			wait_ms = INTERRUPT_POLL_MS;
-		if (zmq_poll(items, (int)(2 * np), wait_ms) == -1 &&
+		if (zmq_poll(items, (int)(2 * np) + wake, wait_ms) == -1 &&
 		    zmq_errno() != EINTR) {
 			log_warn("agent: zmq_poll: %s",
 			    zmq_strerror(zmq_errno()));
 			r = -1;
 			break;
 		}
+		held_disarm(&hb);
 		for (k = 0; k < np; k++) {
 			ah = polled[k];
 			if (ah->c == NULL)
@@ -795,6 +804,7 @@ agent_run(struct run *run, struct job **jobs, size_t n)
 			job_end(jobs[next], END_NOT_RUN, -1, "not started: "
 			    "internal error");
 	}
+	held_end(&hb);
 	free(slots);
 	free(items);
 	free(polled);

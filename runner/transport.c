@@ -4,12 +4,18 @@
  * stage's jobs to them (each transport with rows in a loop of its own, the
  * others' in threads beside the first), the end of a row (codes 124,
  * 128+N, 130 and unreachable, one table of signal names), the one --forks
- * budget of a stage and the run's file descriptor budget.
+ * budget of a stage, and the wake-up of the loops that the --forks and
+ * file descriptor budgets hold back.
  */
+#include <sys/eventfd.h>
+
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "progress.h"
 #include "run.h"
@@ -219,6 +225,24 @@ static pthread_mutex_t	forks_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int		forks_used;
 
 /*
+ * The loops held back, waiting for slots or descriptors. A give writes
+ * once to the eventfd of every one of them and takes it off the list:
+ * each has its own, so that no loop's read takes another's wake-up, and
+ * one that no longer waits is not written to. wakes counts the
+ * wake-ups, so that one between a loop's look and its wait is not lost.
+ * A loop's own gives wake the others at its held_wait, once it has
+ * taken what it could: then only when something is left. They never
+ * wake the loop itself (it gives a slot back when the descriptors do
+ * not fit, and would look again at once, and again).
+ */
+static struct held	*waiting;	/* under forks_mutex */
+static unsigned long	 wakes;		/* under forks_mutex */
+static int		 forks_cap;	/* the last take's --forks */
+
+static __thread int	 in_loop;	/* between held_look and held_end */
+static __thread int	 owed;		/* HELD_*: gives not woken for */
+
+/*
  * A stage's 'serial: N': at most N of its rows at once, whatever their
  * transports. run_stage sets it for the thread that runs the stage (the
  * smallest of the stage's and those of the includes around it); run_jobs
@@ -271,7 +295,8 @@ forks_take(const struct run *run)
 	int	r = -1;
 
 	pthread_mutex_lock(&forks_mutex);
-	if (forks_used < forks_max(run) &&
+	forks_cap = forks_max(run);
+	if (forks_used < forks_cap &&
 	    (window == NULL || window->used < window->max)) {
 		forks_used++;
 		if (window != NULL)
@@ -282,6 +307,63 @@ forks_take(const struct run *run)
 	return r;
 }
 
+/* Under forks_mutex: h looks again (once, however often it is told). */
+static void
+wake(struct held *h)
+{
+	uint64_t	one = 1;
+
+	if (h->woken)
+		return;
+	h->woken = 1;
+	while (write(h->fd, &one, sizeof one) == -1 && errno == EINTR)
+		;
+}
+
+/* Under forks_mutex: the loops waiting for what came back (HELD_*). */
+static void
+wake_for(int what)
+{
+	struct held	**p = &waiting, *h;
+
+	wakes++;
+	while ((h = *p) != NULL) {
+		if ((h->why & what) == 0) {
+			p = &h->next;
+			continue;
+		}
+		*p = h->next;
+		h->next = NULL;
+		h->listed = 0;
+		wake(h);
+	}
+}
+
+/* Under forks_mutex: what came back; a loop's own wakes at its wait. */
+static void
+given(int what)
+{
+	if (in_loop)
+		owed |= what;
+	else
+		wake_for(what);
+}
+
+/*
+ * Under forks_mutex: what this thread's loop gave back wakes the others
+ * unless it took all of it again (descriptors: whatever is left, as the
+ * others' needs are not known here).
+ */
+static void
+settle(void)
+{
+	if ((owed & HELD_FORKS) && forks_used >= forks_cap)
+		owed &= ~HELD_FORKS;
+	if (owed != 0)
+		wake_for(owed);
+	owed = 0;
+}
+
 void
 forks_give(void)
 {
@@ -290,7 +372,115 @@ forks_give(void)
 		forks_used--;
 	if (window != NULL && window->used > 0)
 		window->used--;
+	given(HELD_FORKS);
 	pthread_mutex_unlock(&forks_mutex);
+}
+
+/* Descriptors came back to the run's budget (fd_release). */
+void
+held_wake(void)
+{
+	pthread_mutex_lock(&forks_mutex);
+	given(HELD_FDS);
+	pthread_mutex_unlock(&forks_mutex);
+}
+
+void
+held_init(struct held *h)
+{
+	memset(h, 0, sizeof *h);
+	h->fd = -1;
+}
+
+/* Before a loop tries to take a slot or descriptors. */
+void
+held_look(struct held *h)
+{
+	in_loop = 1;
+	pthread_mutex_lock(&forks_mutex);
+	h->seen = wakes;
+	pthread_mutex_unlock(&forks_mutex);
+}
+
+/*
+ * Before the loop's poll: what it gave back and did not take again
+ * wakes the others now. When it was held back since held_look (why:
+ * HELD_FORKS, HELD_FDS or both), the descriptor to poll, which turns
+ * readable when others give something back (at once when they already
+ * have); -1 when it was not, or when no eventfd could be made (out of
+ * descriptors or memory): then the loop looks again when its poll times
+ * out, as it does for run_interrupted.
+ */
+int
+held_wait(struct held *h, int why)
+{
+	int	missed;
+
+	if (why != 0 && h->fd == -1 && !h->failed &&
+	    (h->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
+		h->failed = 1;
+		log_debug("a loop held back has no eventfd (%s): it looks "
+		    "again each time its poll times out", xstrerror(errno));
+	}
+	pthread_mutex_lock(&forks_mutex);
+	missed = wakes != h->seen;
+	settle();
+	if (why == 0 || h->fd == -1) {
+		pthread_mutex_unlock(&forks_mutex);
+		return -1;
+	}
+	h->why = why;
+	if (missed)
+		wake(h);
+	else if (!h->listed) {
+		h->next = waiting;
+		waiting = h;
+		h->listed = 1;
+	}
+	pthread_mutex_unlock(&forks_mutex);
+	h->armed = 1;
+	return h->fd;
+}
+
+/* After the poll: off the list, and the wake-up, if any, read. */
+void
+held_disarm(struct held *h)
+{
+	struct held	**p;
+	uint64_t	  n;
+	int		  woken;
+
+	if (!h->armed)
+		return;
+	h->armed = 0;
+	pthread_mutex_lock(&forks_mutex);
+	if (h->listed) {
+		for (p = &waiting; *p != h; p = &(*p)->next)
+			;
+		*p = h->next;
+		h->next = NULL;
+		h->listed = 0;
+	}
+	woken = h->woken;
+	h->woken = 0;
+	pthread_mutex_unlock(&forks_mutex);
+	if (woken)
+		while (read(h->fd, &n, sizeof n) == -1 && errno == EINTR)
+			;
+}
+
+/* On every way out of the loop: what it gave back wakes the others. */
+void
+held_end(struct held *h)
+{
+	held_disarm(h);
+	pthread_mutex_lock(&forks_mutex);
+	settle();
+	pthread_mutex_unlock(&forks_mutex);
+	in_loop = 0;
+	if (h->fd != -1)
+		close(h->fd);
+	held_init(h);
 }
 
 struct batch {

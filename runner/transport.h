@@ -121,11 +121,39 @@ void	forks_serial_pop(int);
 int	forks_serial(void);
 
 /*
- * How long a loop held back by the --forks or descriptor budget waits,
- * with nothing of its own at work, before it looks again: the other
- * transport's loop gives slots back without waking it.
+ * A loop held back by the --forks or descriptor budget sleeps in its poll
+ * until a slot or descriptors come back, whichever loop or thread gives
+ * them (the transports' loops of a stage run side by side, and so do a
+ * branch's lanes): forks_give and fd_release wake every loop that waits,
+ * through an eventfd of the loop's own, made when it is first held back.
+ * A loop calls held_look before it tries to take, held_wait before its
+ * poll (and polls the descriptor it returns, if any, beside its own),
+ * held_disarm after the poll, and held_end before it returns. What a
+ * loop gives back between its held_look and its held_wait wakes the
+ * others only then, and only those waiting for what is left of it: a
+ * loop that goes on with its own rows does not wake the others for
+ * nothing at each row.
  */
-#define HELD_BACK_MS	20
+struct held {
+	int		 fd;		/* eventfd; -1: none (yet) */
+	int		 failed;	/* none could be made */
+	int		 armed;		/* the loop's own: waits */
+	int		 why;		/* HELD_*: under forks_mutex */
+	int		 listed;	/* waits: under forks_mutex */
+	int		 woken;		/* written to: under forks_mutex */
+	unsigned long	 seen;		/* wake-ups when it last looked */
+	struct held	*next;		/* the others that wait */
+};
+
+#define HELD_FORKS	0x1		/* forks_take failed */
+#define HELD_FDS	0x2		/* fd_reserve failed */
+
+void	held_init(struct held *);
+void	held_look(struct held *);
+int	held_wait(struct held *, int);
+void	held_disarm(struct held *);
+void	held_end(struct held *);
+void	held_wake(void);
 
 /*
  * File descriptors: one budget for the run (the soft limit, raised to the

@@ -198,6 +198,24 @@ test_expect_success 'ssh hosts: a session per host, its channels, its end' '
 	test_grep "^2 rows: 2 ok" out
 '
 
+# --forks 1 over local and ssh rows, and in a branch's lanes: each loop
+# held back waits on an eventfd of its own, woken by the others' gives.
+test_expect_success 'loops held back by --forks 1 wake each other: no leaks' '
+	mkdir -p mixinv && cp sshinv/web.yaml mixinv/ &&
+	printf "groups:\n  here:\n    transport: local\n    hosts: [a, b, c]\n" >mixinv/here.yaml &&
+	cat >mix.yaml <<-\EOF &&
+	hosts: [here, web]
+	stages:
+	  - exec: echo ${target}
+	  - branch:
+	      l: { when: { column: group, match: here }, stages: [ { exec: echo l } ] }
+	      s: { when: any-status, stages: [ { exec: echo s } ] }
+	  - pretty
+	EOF
+	vg -i mixinv --forks 1 mix.yaml >out 2>err &&
+	test_grep "^5 rows: 5 ok" out
+'
+
 test_expect_success 'ssh through a bastion: its session, channels and buffers' '
 	mkdir -p jumpinv &&
 	ssh_group gw 1 >jumpinv/gw.yaml &&

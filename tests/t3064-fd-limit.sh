@@ -57,6 +57,19 @@ test_expect_success 'local and ssh rows in one stage share the limit: all ok' '
 	ran >got && test_cmp want got
 '
 
+# Each stage's loop, held back by --forks 1, makes an eventfd to wait on:
+# one left open a stage would use up the 64 long before the last stage.
+test_expect_success '120 stages held back by --forks 1 under ulimit -n 64: all ok' '
+	{
+		echo "hosts: [m1, m2, m3]"
+		echo "stages:"
+		for i in $(seq 120); do echo "  - exec: \"true\""; done
+	} >held.yaml &&
+	(ulimit -Sn 64 -Hn 64 && exec "$REOPS_RUN" --forks 1 --json held.yaml) >out 2>err ||
+	{ echo "exit $?"; cat err; status_count out; false; } &&
+	test "$(status_count out)" = "3 ok"
+'
+
 test_expect_success 'a limit too low for any row: failed rows that say why' '
 	rm -f ran/* && (ulimit -Sn 20 -Hn 20 && exec "$REOPS_RUN" --json b.yaml) >out 2>err;
 	test $? = 1 || { cat err; false; } &&

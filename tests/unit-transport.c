@@ -1,12 +1,17 @@
 /*
  * unit-transport.c: how every transport ends a row (job_end: codes 124,
  * 128+N, 130, unreachable and rows that never ran, with their one line of
- * reason), the one table of signal names, the --forks budget, and the
- * table that picks a transport by the group's "transport:".
+ * reason), the one table of signal names, the --forks budget and the
+ * wake-up of the loops it holds back, and the table that picks a
+ * transport by the group's "transport:".
  */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "run.h"
 #include "tap.h"
@@ -122,6 +127,209 @@ test_forks(void)
 	ok(forks_max(&run) == DEFAULT_FORKS, "no --forks: the default");
 }
 
+/* Every wait here is bounded: long enough never to time out on a loaded
+ * machine when what it waits for comes, short where nothing must. */
+#define WAIT_MS		10000
+#define QUIET_MS	100
+
+/* 1 when fd turns readable within ms. */
+static int
+readable(int fd, int ms)
+{
+	struct pollfd	pfd;
+
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	return fd != -1 && poll(&pfd, 1, ms) == 1;
+}
+
+/* A transport's loop held back by --forks, in a thread of its own. */
+struct waiter {
+	struct run	*run;
+	struct held	 h;
+	int		 fd;		/* the one it polls */
+	int		 ready[2];	/* a byte once it waits */
+	int		 held;		/* forks_take failed */
+	int		 woken;		/* its descriptor turned readable */
+	int		 took;		/* and then it took a slot */
+	pthread_t	 tid;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter	*w = arg;
+
+	held_look(&w->h);
+	w->held = forks_take(w->run) != 0;
+	w->fd = held_wait(&w->h, w->held ? HELD_FORKS : 0);
+	(void)write(w->ready[1], "w", 1);
+	w->woken = readable(w->fd, WAIT_MS);
+	held_disarm(&w->h);
+	w->took = forks_take(w->run) == 0;
+	held_end(&w->h);
+	return NULL;
+}
+
+/* 0 once the thread waits (armed), within WAIT_MS. */
+static int
+waiter_start(struct waiter *w, struct run *run)
+{
+	memset(w, 0, sizeof *w);
+	w->run = run;
+	held_init(&w->h);
+	if (pipe(w->ready) != 0 ||
+	    pthread_create(&w->tid, NULL, waiter_main, w) != 0)
+		return -1;
+	return readable(w->ready[0], WAIT_MS) ? 0 : -1;
+}
+
+static void
+waiter_end(struct waiter *w)
+{
+	pthread_join(w->tid, NULL);
+	close(w->ready[0]);
+	close(w->ready[1]);
+}
+
+static void *
+give_slot(void *arg)
+{
+	(void)arg;
+	forks_give();
+	return NULL;
+}
+
+static void *
+give_fd(void *arg)
+{
+	(void)arg;
+	fd_release(1);
+	return NULL;
+}
+
+/*
+ * A loop held back sleeps until another loop or thread gives a slot or
+ * descriptors back, and not before; every loop that waits is woken, each
+ * by its own descriptor; nothing that comes back is lost.
+ */
+static void
+test_held(void)
+{
+	struct options	opt;
+	struct run	run;
+	struct waiter	a, b;
+	struct held	h;
+	pthread_t	tid;
+	int		fd, c;
+
+	/* ok() evaluates its condition more than once: no calls in it. */
+	memset(&opt, 0, sizeof opt);
+	memset(&run, 0, sizeof run);
+	run.opt = &opt;
+	opt.forks = 1;
+	c = forks_take(&run) == 0;
+	ok(c, "--forks 1: the one slot taken");
+
+	c = waiter_start(&a, &run) == 0 && a.held && a.fd != -1;
+	ok(c, "a loop in a thread is held back and waits on its descriptor");
+	c = !readable(a.fd, QUIET_MS);
+	ok(c, "nothing given back: it sleeps");
+	c = forks_take(&run) != 0 && !readable(a.fd, 0);
+	ok(c, "another's failed take does not wake it");
+	c = pthread_create(&tid, NULL, give_slot, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0;
+	ok(c, "a slot given back by a thread");
+	waiter_end(&a);
+	ok(a.woken && a.took, "... wakes the loop, which takes the slot");
+
+	c = waiter_start(&a, &run) == 0 && waiter_start(&b, &run) == 0 &&
+	    a.held && b.held && a.fd != b.fd;
+	ok(c, "two loops held back at once, each with its own descriptor");
+	forks_give();
+	waiter_end(&a);
+	waiter_end(&b);
+	ok(a.woken && b.woken, "one slot given back wakes both");
+	ok(a.took + b.took == 1, "... and one of them takes it");
+
+	/* In this thread, a loop between its look and its end. */
+	held_init(&h);
+	held_look(&h);
+	c = forks_take(&run) != 0;
+	ok(c, "held back in this thread");
+	c = pthread_create(&tid, NULL, give_slot, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0;
+	fd = held_wait(&h, HELD_FORKS);
+	c = c && readable(fd, 0);
+	ok(c, "a slot given back between the look and the wait: awake at "
+	    "once, not lost");
+	held_disarm(&h);
+	c = !readable(fd, 0);
+	ok(c, "the wake-up read, nothing left over");
+	c = forks_take(&run) == 0;
+	ok(c, "the slot is there");
+
+	held_look(&h);
+	(void)held_wait(&h, HELD_FORKS);
+	held_disarm(&h);
+	c = pthread_create(&tid, NULL, give_slot, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0 && !readable(fd, 0);
+	ok(c, "a loop that no longer waits is not woken");
+	c = forks_take(&run) == 0;
+	ok(c, "(the slot taken again)");
+
+	/* A slot taken, descriptors short, the slot given back: the loop
+	 * waits for descriptors, not woken by its own give. */
+	held_look(&h);
+	forks_give();
+	c = forks_take(&run) == 0;
+	forks_give();
+	c = c && held_wait(&h, HELD_FDS) == fd && !readable(fd, 0);
+	held_disarm(&h);
+	ok(c, "a loop's own give does not wake itself");
+	c = forks_take(&run) == 0;
+	ok(c, "(the slot taken again)");
+
+	/* A loop that goes on with its own rows wakes nobody for them. */
+	c = waiter_start(&a, &run) == 0 && a.held;
+	ok(c, "another loop waits");
+	held_look(&h);
+	forks_give();
+	c = forks_take(&run) == 0;
+	(void)held_wait(&h, 0);
+	c = c && !readable(a.fd, QUIET_MS);
+	ok(c, "a slot this loop gave back and took again wakes nobody");
+	held_look(&h);
+	forks_give();
+	(void)held_wait(&h, 0);
+	waiter_end(&a);
+	ok(a.woken && a.took, "one it gave back and left wakes the other "
+	    "at its wait");
+
+	c = fd_reserve(1) == 0;
+	ok(c, "a descriptor taken from the budget");
+	held_look(&h);
+	c = held_wait(&h, HELD_FORKS) == fd;
+	ok(c, "the loop's one descriptor, made once");
+	c = pthread_create(&tid, NULL, give_fd, NULL) == 0 &&
+	    pthread_join(tid, NULL) == 0 && !readable(fd, QUIET_MS);
+	ok(c, "a loop waiting for a slot sleeps on when descriptors come "
+	    "back");
+	held_disarm(&h);
+	c = fd_reserve(1) == 0;
+	held_look(&h);
+	c = c && held_wait(&h, HELD_FDS) == fd &&
+	    pthread_create(&tid, NULL, give_fd, NULL) == 0 &&
+	    readable(fd, WAIT_MS) && pthread_join(tid, NULL) == 0;
+	ok(c, "one waiting for descriptors wakes when a thread gives one "
+	    "back");
+	held_end(&h);
+	c = h.fd == -1 && fcntl(fd, F_GETFD) == -1;
+	ok(c, "held_end closes the descriptor");
+	forks_give();
+}
+
 static void
 test_table(void)
 {
@@ -174,6 +382,7 @@ main(void)
 	test_end();
 	test_signals();
 	test_forks();
+	test_held();
 	test_table();
 	test_via();
 	return tap_done();
