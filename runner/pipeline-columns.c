@@ -1,7 +1,8 @@
 /*
  * pipeline-columns.c: the columns that can exist at each point of a
  * loaded pipeline, and the check that what reads a row's columns there
- * (${row.COLUMN}, 'when') names one of them.
+ * (${row.COLUMN}, 'when', a stage's arg_reads such as pick's column)
+ * names one of them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -140,21 +141,24 @@ unknown_row_value(const struct pipeline *p, size_t at,
 	return r;
 }
 
-/* when_columns' callback: the first column of a 'when' that is not there. */
-struct when_check {
+/*
+ * when_columns' and stage_reads' callback: the first column read that is
+ * not there.
+ */
+struct missing {
 	const struct columns	*c;
 	const char		*name;
 	const struct node	*where;
 };
 
 static void
-check_when_column(void *arg, const char *name, const struct node *where)
+note_missing(void *arg, const char *name, const struct node *where)
 {
-	struct when_check	*wc = arg;
+	struct missing	*m = arg;
 
-	if (wc->name == NULL && !columns_has(wc->c, name)) {
-		wc->name = name;
-		wc->where = where;
+	if (m->name == NULL && !columns_has(m->c, name)) {
+		m->name = name;
+		m->where = where;
 	}
 }
 
@@ -162,23 +166,44 @@ static int
 check_when(const struct pipeline *p, size_t at, const struct when *w,
     const struct columns *c, struct err *e)
 {
-	struct when_check	 wc = { c, NULL, NULL };
+	struct missing		 m = { c, NULL, NULL };
 	const struct node	*n;
 
-	when_columns(w, check_when_column, &wc);
-	if (wc.name == NULL)
+	when_columns(w, note_missing, &m);
+	if (m.name == NULL)
 		return 0;
 	/* At the column's own value, when the selector has one. */
-	n = wc.where;
+	n = m.where;
 	if (n != NULL && n->type == NODE_MAP && node_get(n, "column") != NULL)
 		n = node_get(n, "column");
-	return unknown_column(p, at, wc.name, "'when'", 0, n->file, n->line,
+	return unknown_column(p, at, m.name, "'when'", 0, n->file, n->line,
 	    n->col, c, e);
 }
 
+/* The columns stage at's arguments read (pick's column), as a 'when'. */
+static int
+check_reads(const struct pipeline *p, size_t at, const struct columns *c,
+    struct err *e)
+{
+	const struct stage	*st = &p->stages[at];
+	struct missing		 m = { c, NULL, NULL };
+	char			*what;
+	int			 r;
+
+	stage_reads(st, note_missing, &m);
+	if (m.name == NULL)
+		return 0;
+	what = xasprintf("'%s'", st->entry->name);
+	r = unknown_column(p, at, m.name, what, 0, m.where->file,
+	    m.where->line, m.where->col, c, e);
+	free(what);
+	return r;
+}
+
 /*
- * Every ${row.COLUMN} names a column that can exist when its stage runs:
- * one of c, which holds the columns at the pipeline's start, or one an
+ * Every ${row.COLUMN}, and every column a 'when' or a stage's arguments
+ * read (pick's), names a column that can exist when its stage runs: one
+ * of c, which holds the columns at the pipeline's start, or one an
  * earlier stage adds. A stage's sub-pipelines (an include, each branch)
  * start with the columns at that stage, and after it come all that any
  * of them adds. On return c holds the columns at the pipeline's end.
@@ -194,7 +219,8 @@ pipeline_check_rows(const struct pipeline *p, struct columns *c,
 
 	for (i = 0; i < p->nstages; i++) {
 		st = &p->stages[i];
-		if (check_when(p, i, st->when, c, e) != 0)
+		if (check_when(p, i, st->when, c, e) != 0 ||
+		    check_reads(p, i, c, e) != 0)
 			return -1;
 		for (j = 0; j < st->nrowrefs; j++)
 			if (!columns_has(c, st->rowrefs[j].column))
