@@ -78,10 +78,11 @@ int	pipeline_load_inline(struct pipeline *, const struct node *,
 void	pipeline_free(struct pipeline *);
 
 /*
- * The columns that can exist at a point of a pipeline, for checking its
- * ${row.COLUMN}s: pipeline_check_rows takes those at its start (the fixed
- * ones of columns_fixed, or those at a stage that runs sub-pipelines)
- * and leaves those at its end. Names are not copied.
+ * The columns that can exist at a point of a pipeline, for checking what
+ * reads them (${row.COLUMN}, a 'when', pick's column): pipeline_check_rows
+ * takes those at its start (the fixed ones of columns_fixed, or those at
+ * a stage that runs sub-pipelines) and leaves those at its end. Names are
+ * not copied.
  */
 struct columns {
 	const char	**names;

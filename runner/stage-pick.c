@@ -74,6 +74,19 @@ pick_prepare(struct stage *st, struct err *e)
 	return rx_compile(match, match->str, 0, &pk->re, e);
 }
 
+/* By column: that column, checked at load like a 'when' selector's. */
+static void
+pick_reads(const struct stage *st, void (*fn)(void *, const char *,
+    const struct node *), void *arg)
+{
+	const struct pick	*pk = st->data;
+	const struct node	*column;
+
+	if (pk != NULL && pk->status < 0 &&
+	    (column = stage_arg(st, "column")) != NULL)
+		fn(arg, column->str, column);
+}
+
 static void
 pick_cleanup(struct stage *st)
 {
@@ -155,6 +168,7 @@ const struct stage_entry stage_pick_entry = {
 	.prepare = pick_prepare,
 	.cleanup = pick_cleanup,
 	.keeps = pick_keeps,
+	.arg_reads = pick_reads,
 	.host = pick_rows,
 	.system = pick_rows,
 };

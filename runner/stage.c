@@ -103,6 +103,15 @@ stage_columns(const struct stage *st, void (*add)(void *, const char *),
 		st->entry->arg_columns(st, add, arg);
 }
 
+/* The columns a stage's arguments read, each with where it is named. */
+void
+stage_reads(const struct stage *st, void (*fn)(void *, const char *,
+    const struct node *), void *arg)
+{
+	if (st->entry->arg_reads != NULL)
+		st->entry->arg_reads(st, fn, arg);
+}
+
 const struct node *
 stage_arg(const struct stage *st, const char *key)
 {

@@ -84,6 +84,14 @@ struct stage_entry {
 	 */
 	void	(*arg_columns)(const struct stage *,
 		    void (*add)(void *, const char *), void *);
+	/*
+	 * Columns its arguments name for reading (pick's column): fn() is
+	 * called for each, with the node that names it, after load. The
+	 * loader checks that each can exist where the stage runs.
+	 */
+	void	(*arg_reads)(const struct stage *,
+		    void (*fn)(void *, const char *, const struct node *),
+		    void *);
 	/* After the arguments are checked: e.g. load an included file. */
 	int	(*load)(struct pipeline *, struct stage *, struct load_ctx *,
 		    struct err *);
@@ -174,6 +182,8 @@ int			 stages_preload(struct run *, const struct pipeline *,
 void			 stages_free_run(struct run *);
 void			 stage_columns(const struct stage *,
 			    void (*)(void *, const char *), void *);
+void			 stage_reads(const struct stage *, void (*)(void *,
+			    const char *, const struct node *), void *);
 const struct node	*stage_arg(const struct stage *, const char *);
 const char		*stage_str(const struct stage *, const char *,
 			    const char *);

@@ -113,7 +113,10 @@ test_expect_success 'load errors free what they loaded' '
 	test_exit 2 vg bad2.yaml 2>err &&
 	printf "hosts: here\nstages:\n  - pick: { column: x, match: \"[\" }\n" >bad3.yaml &&
 	test_exit 2 vg bad3.yaml 2>err &&
-	test_grep "bad regex" err
+	test_grep "bad regex" err &&
+	printf "hosts: here\nstages:\n  - branch:\n      a: { when: any-status, stages: [ { pick: { column: stdot, match: x } } ] }\n" >bad5.yaml &&
+	test_exit 2 vg bad5.yaml 2>err &&
+	test_grep "unknown column .stdot. in .pick.; did you mean" err
 '
 
 test_expect_success 'row values: copy and json per row, a refused row, a load error' '
