@@ -259,6 +259,17 @@ parse_columns(const struct stage *st, void (*add)(void *, const char *),
 		add(arg, ps->groups[i].name);
 }
 
+/* The column it reads, checked at load like pick's (stdout by default). */
+static void
+parse_reads(const struct stage *st, void (*fn)(void *, const char *,
+    const struct node *), void *arg)
+{
+	const struct node	*column;
+
+	if ((column = stage_arg(st, "column")) != NULL && column->str != NULL)
+		fn(arg, column->str, column);
+}
+
 const struct stage_entry stage_parse_entry = {
 	.name = "parse",
 	.usage = "parse: { column: NAME, regex: REGEX, all: BOOL, "
@@ -267,6 +278,7 @@ const struct stage_entry stage_parse_entry = {
 	.shorthand = "regex",
 	.keys = parse_keys,
 	.arg_columns = parse_columns,
+	.arg_reads = parse_reads,
 	.prepare = parse_prepare,
 	.cleanup = parse_cleanup,
 	.host = parse_rows,
