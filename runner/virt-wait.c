@@ -508,6 +508,19 @@ virt_stage(struct run *run, struct stage *st, struct table *t, virt_fn fn,
 		}
 		op->act = 1;
 	}
+	/*
+	 * ^C while systems were looked up: those not reached never ran in
+	 * this stage, and say so (as a transport's rows not started do),
+	 * rather than keep what an earlier stage made of them.
+	 */
+	for (; i < t->n; i++) {
+		r = t->rows[i];
+		if (r->kind != ROW_SYSTEM || r->system == NULL)
+			continue;
+		r->status = ST_SKIPPED;
+		buf_adds(&r->err, "reops-run: not started: interrupted\n");
+		run_row_done(run, r);
+	}
 	act_all(run, ops, n, fn, want);
 	if (want != WAIT_NONE && n > 0) {
 		tmo = row_timeout(run, ops[0].row, secs);

@@ -392,6 +392,55 @@ test_expect_success 'cloud-init: the seed is built, but this driver takes no upl
 	test_cmp expect actual
 '
 
+# ^C while the first system's hypervisor holds its connection open and
+# says nothing: the system not reached is skipped in that stage, never ok.
+test_expect_success 'interrupted while systems are looked up: the rest skipped, not ok' '
+	rm -f mute.port mute.accepted mute.close &&
+	python3 -c "
+import os, socket, time
+s = socket.socket()
+s.bind((\"127.0.0.61\", 0)); s.listen(1)
+open(\"mute.port.tmp\", \"w\").write(str(s.getsockname()[1]))
+os.rename(\"mute.port.tmp\", \"mute.port\")
+s.settimeout(60)
+c, _ = s.accept()
+open(\"mute.accepted\", \"w\").close()
+for i in range(600):
+    if os.path.exists(\"mute.close\"): break
+    time.sleep(0.1)
+c.close()
+" &
+	lpid=$! &&
+	i=0; while [ ! -s mute.port ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
+	mkdir -p int &&
+	cat >int/int.yaml <<-EOF &&
+	types:
+	  lab: {}
+	systems:
+	  mute: { type: lab, hypervisor: { uri: "qemu+tcp://127.0.0.61:$(cat mute.port)/system" }, machine: { disk: 1 } }
+	  later: { type: lab, hypervisor: { uri: "test:///default" }, machine: { disk: 1 } }
+	EOF
+	printf "systems: [mute, later]\nstages:\n  - ls\n" >int.yaml &&
+	{ "$REOPS_RUN" -i int --json int.yaml >out 2>err & rpid=$!; } &&
+	i=0; while [ ! -e mute.accepted ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done &&
+	test -e mute.accepted &&
+	kill -INT $rpid && : >mute.close &&
+	{ wait $rpid; st=$?; } ; kill $lpid 2>/dev/null;
+	{ test $st = 130 || { echo "exit $st"; cat err; false; }; } &&
+	rows out state >actual &&
+	grep "^later " actual >later &&
+	echo "later skipped state=?" >expect &&
+	test_cmp expect later &&
+	python3 -c "
+import json
+for l in open(\"out\"):
+    r = json.loads(l)
+    if r[\"target\"] == \"later\": print(r[\"stderr\"], end=\"\")
+" >why &&
+	echo "reops-run: not started: interrupted" >expect &&
+	test_cmp expect why
+'
+
 test_expect_success 'an unknown wait step is an error at load time' '
 	printf "systems: all\nstages:\n  - create: { wait: forever }\n" >w.yaml &&
 	test_exit 2 reops_run -i inv --check w.yaml 2>err &&
