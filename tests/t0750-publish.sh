@@ -336,9 +336,17 @@ test_expect_success 'a collector killed mid-way and none back: all 24 counted, e
 	test_grep "^reops-run: publish: 24 of 24 rows not delivered to $ep \(the collector.s connection closed with [0-9]+ rows sent on it, which may not all have arrived; no collector came back within 10 s\)$" err
 '
 
+# Every collector still up (c1, c2, and s2 of the killed-collector test)
+# is stopped here: test_done removes the scratch directory with its pid
+# files when all passed, before the EXIT trap could read them.
 test_expect_success 'the collectors stop' '
 	stop_collector c1 &&
-	stop_collector c2
+	stop_collector c2 &&
+	for f in *.pid; do
+		[ -f "$f" ] || continue
+		stop_collector "${f%.pid}" || return 1
+	done &&
+	ls *.pid 2>/dev/null >left; test_cmp /dev/null left
 '
 
 test_done
