@@ -372,7 +372,14 @@ report(struct stage *st, const struct publish *pb, const char *to,
 			    "collector's key is not the one in '%s'",
 			    pb->key_path);
 		else if (d->handshake_failed && !d->ready)
-			buf_adds(&b, "the ZeroMQ handshake failed");
+			/*
+			 * A CURVE collector may close before its greeting,
+			 * which names its mechanism, has reached us: then
+			 * libzmq reports no detail, only the failure.
+			 */
+			buf_adds(&b, "the ZeroMQ handshake failed; if the "
+			    "collector wants CURVE, give its public key as "
+			    "'server-key'");
 		else if (!d->connected && d->refused)
 			buf_printf(&b, "no collector listening within %d s",
 			    timeout);
