@@ -163,18 +163,6 @@ stage_args(struct pipeline *p, struct stage *st, struct node *v,
 	return 0;
 }
 
-/* A stage's name: not empty, no control characters. */
-static int
-one_line(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
-}
-
 /* The keys a stage item may have beside its stage key. */
 static const char *const item_keys[] = { "name", "when", "serial", NULL };
 
@@ -217,7 +205,7 @@ load_item_keys(struct pipeline *p, struct stage *st, struct node *item,
 
 	(void)p;
 	if ((v = node_get(item, "name")) != NULL) {
-		if (v->type != NODE_SCALAR || !one_line(v->str))
+		if (v->type != NODE_SCALAR || !name_valid(v->str))
 			return node_err(e, v, "a stage's 'name' is one line of "
 			    "text");
 		st->name = v->str;

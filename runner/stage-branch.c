@@ -25,18 +25,6 @@
 
 static const char *const branch_keys[] = { "when", "stages", NULL };
 
-/* A branch's name: not empty, one line. */
-static int
-good_name(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
-}
-
 static int
 branch_load(struct pipeline *p, struct stage *st, struct load_ctx *ctx,
     struct err *e)
@@ -53,7 +41,7 @@ branch_load(struct pipeline *p, struct stage *st, struct load_ctx *ctx,
 	for (i = 0; i < map_nkeys(st->args); i++) {
 		k = map_key(st->args, i);
 		v = map_val(st->args, i);
-		if (!good_name(k->str))
+		if (!name_valid(k->str))
 			return node_err(e, k, "a branch's name is one line of "
 			    "text");
 		if (v->type != NODE_MAP)

@@ -409,6 +409,21 @@ shell_quote(struct buf *b, const char *s)
 	buf_addc(b, '\'');
 }
 
+/*
+ * A name shown on one line (a stage's, a branch's): not empty, no control
+ * characters.
+ */
+int
+name_valid(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
 int
 utf8_valid(const char *s, size_t len)
 {

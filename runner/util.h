@@ -76,6 +76,7 @@ const char	*closest_name(const char *, const char *const *, size_t);
 void		 shell_quote(struct buf *, const char *);
 char		*path_dir(const char *);
 int		 utf8_valid(const char *, size_t);
+int		 name_valid(const char *);	/* not empty, no controls */
 void		 base64_encode(struct buf *, const unsigned char *, size_t,
 		    int);
 

@@ -108,12 +108,15 @@ test_expect_success '-v: one line per system row of each stage, named' '
 # a stage (the first row to finish draws it if the clock did not).
 test_expect_success 'on a terminal: the live line counts system rows too' '
 	python3 -c "
-import os, pty, sys
+import os, pty, select, signal, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(\"/bin/sh\", [\"sh\", \"-c\", sys.argv[1]])
-data = b\"\"
-while True:
+data, start = b\"\", time.monotonic()
+while time.monotonic() - start < 120:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if not r:
+        continue
     try:
         chunk = os.read(fd, 65536)
     except OSError:
@@ -121,6 +124,8 @@ while True:
     if not chunk:
         break
     data += chunk
+else:
+    os.kill(pid, signal.SIGKILL)
 _, status = os.waitpid(pid, 0)
 open(\"raw\", \"wb\").write(data)
 print(os.waitstatus_to_exitcode(status))
